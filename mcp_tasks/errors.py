@@ -1,0 +1,114 @@
+"""One error root for everything the registry refuses.
+
+Each error carries data (task id, current state, actions allowed now) and renders a message an
+LLM can act on. The MCP layer maps these to tool errors in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .states import State, allowed_actions
+
+
+class TaskError(Exception):
+    """Root of every refusal. `code` is stable and machine-readable."""
+
+    code = "error"
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        task_id: str | None = None,
+        state: State | None = None,
+        allowed: list[str] | None = None,
+        **data: Any,
+    ) -> None:
+        self.problem = problem
+        self.task_id = task_id
+        self.state = state
+        if allowed is None and state is not None:
+            allowed = allowed_actions(state)
+        self.allowed = allowed
+        self.data = data
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = self.problem.rstrip(".") + "."
+        if self.task_id is not None and self.state is not None:
+            text += f" Task {self.task_id} is {self.state.value}"
+            text += f"; allowed now: {', '.join(self.allowed)}." if self.allowed else "; nothing more can be done with it."
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """Structured form for logs and clients."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.task_id is not None:
+            out["task_id"] = self.task_id
+        if self.state is not None:
+            out["state"] = self.state.value
+            out["allowed"] = self.allowed
+        out.update(self.data)
+        return out
+
+
+class InvalidInput(TaskError):
+    """An argument is malformed or out of bounds; nothing was changed."""
+
+    code = "invalid_input"
+
+
+class TaskNotFound(TaskError):
+    """No task has this id."""
+
+    code = "not_found"
+
+
+class InvalidTransition(TaskError):
+    """The action is not allowed from the task's current state."""
+
+    code = "invalid_transition"
+
+
+class NotReady(TaskError):
+    """The task is PENDING but cannot be claimed yet (dependencies or retry backoff)."""
+
+    code = "not_ready"
+
+
+class LeaseError(TaskError):
+    """The caller's lease token is missing, stale, foreign or expired (fencing)."""
+
+    code = "lease"
+
+
+class VersionConflict(TaskError):
+    """expected_version does not match; someone else changed the task first."""
+
+    code = "version_conflict"
+
+
+class DependencyError(TaskError):
+    """Unknown dependency ids or a dependency cycle; `path` names the offending chain."""
+
+    code = "dependency"
+
+
+class IdempotencyConflict(TaskError):
+    """A request_id was reused with different arguments."""
+
+    code = "idempotency_conflict"
+
+
+class Forbidden(TaskError):
+    """The caller may not do this (e.g. reviewing their own work)."""
+
+    code = "forbidden"
+
+
+class StoreBusy(TaskError):
+    """The database stayed locked by other writers past the busy timeout; retry shortly."""
+
+    code = "busy"

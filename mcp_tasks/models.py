@@ -1,0 +1,156 @@
+"""Domain models: the task, its events, and what registry calls take and return.
+
+Timestamps are float seconds since the Unix epoch (UTC); views for people and agents render
+them as ISO 8601.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .states import State
+
+SCHEMA_VERSION = 1
+
+
+class Usage(BaseModel):
+    """Resources an agent reports having spent on a task (totals over all attempts)."""
+
+    tokens: int = 0
+    api_calls: int = 0
+    cost: float = 0.0
+
+
+class Task(BaseModel):
+    """A unit of work and everything the registry knows about it."""
+
+    model_config = ConfigDict(use_enum_values=False)
+
+    id: str
+    title: str
+    description: str = ""
+    type: str = "general"
+    priority: int = 5
+    tags: list[str] = Field(default_factory=list)
+    state: State
+    assignee: str | None = None
+    created_at: float
+    assigned_at: float | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    blocks: list[str] = Field(default_factory=list, description="Derived: tasks that depend on this one")
+    retry_count: int = 0
+    max_retries: int = 3
+    error_log: list[dict[str, Any]] = Field(default_factory=list)
+    checkpoint_data: Any = None
+    checkpoint_note: str | None = None
+    progress: int | None = None
+    checkpoint_timestamp: float | None = None
+    cycle_time: float | None = None
+    wait_time: float | None = None
+    work_time: float | None = None
+    result: Any = None
+    artifacts: list[str] = Field(default_factory=list)
+    version: int = 1
+    schema_version: int = SCHEMA_VERSION
+    created_by: str
+    requires_review: bool = False
+    reviewer: str | None = None
+    lease_expires_at: float | None = None
+    lease_seconds: float | None = None
+    not_before: float | None = None
+    unmet_deps: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    updated_at: float
+    lease_hash: str | None = Field(default=None, exclude=True, repr=False)
+
+
+# Fields that the event log rebuilds; `blocks` is derived from other tasks' depends_on.
+REPLAYED_FIELDS: tuple[str, ...] = tuple(f for f in Task.model_fields if f != "blocks")
+
+
+class TaskSummary(BaseModel):
+    """The compact view of a ready task used by list_available."""
+
+    id: str
+    title: str
+    type: str
+    priority: int
+    tags: list[str]
+    created_at: float
+    retry_count: int
+    has_checkpoint: bool
+
+
+class Event(BaseModel):
+    """One appended change. `data["set"]` holds the task fields the change assigned."""
+
+    seq: int
+    task_id: str
+    type: str
+    from_state: State | None
+    to_state: State | None
+    actor: str
+    at: float
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class NewTask(BaseModel):
+    """One task in a create_tasks batch. depends_on names task ids or keys of this batch."""
+
+    key: str | None = None
+    title: str
+    description: str = ""
+    type: str = "general"
+    priority: int = 5
+    tags: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    requires_review: bool = False
+    max_retries: int = 3
+
+
+class Claim(BaseModel):
+    """What a successful claim returns. `lease` is the fencing token; only the claimer sees it."""
+
+    task: Task
+    lease: str
+    lease_expires_at: float
+
+
+class Created(BaseModel):
+    """Result of create_tasks: the new ids in batch order and by key."""
+
+    ids: list[str]
+    by_key: dict[str, str] = Field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A bounded slice of a longer list; pass next_cursor back to continue."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Readiness(BaseModel):
+    """Why a task can or cannot be claimed now (one rule, used by tools, CLI and dashboard)."""
+
+    ready: bool
+    reason: str
+    waiting_on: list[str] = Field(default_factory=list, description="Dependencies not DONE yet")
+    failed_deps: list[str] = Field(default_factory=list, description="Dependencies CANCELLED or dead-lettered")
+    not_before: float | None = None
+
+
+class Difference(BaseModel):
+    """One field where the stored task differs from the replay of its events."""
+
+    task_id: str
+    field: str
+    stored: Any
+    replayed: Any

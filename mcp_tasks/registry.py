@@ -1,0 +1,613 @@
+"""The registry service: the async API that tools, CLI and dashboard call.
+
+It validates arguments, runs one transaction script per call (transactions.py) on the store,
+makes retries by request_id idempotent, and tells listeners which tasks changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import random
+import time
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from . import limits
+from . import transactions as T
+from .errors import IdempotencyConflict, InvalidInput, TaskError, TaskNotFound
+from .ids import new_task_id
+from .models import Claim, Created, Difference, Event, NewTask, Page, Readiness, Task, TaskSummary, Usage
+from .replay import differences, fold
+from .rules import Policy, readiness
+from .states import State
+from .stores.base import IdCollision, ReadTx, Store
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+Listener = Callable[[set[str]], None]
+
+_UPDATABLE = ("title", "description", "type", "priority", "tags", "requires_review", "max_retries")
+
+
+def _cursor_encode(kind: str, key: tuple[Any, ...]) -> str:
+    raw = json.dumps([kind, *key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor_decode(kind: str, cursor: str | None, size: int) -> tuple[Any, ...] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        if not isinstance(data, list) or data[0] != kind or len(data) != size + 1:
+            raise ValueError
+        for v in data[1:]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError
+        return tuple(data[1:])
+    except (ValueError, TypeError, UnicodeDecodeError, IndexError):
+        raise InvalidInput("cursor is not valid here; pass back the next_cursor of the previous page unchanged") from None
+
+
+def _validation_message(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "value"
+        parts.append(f"{where}.{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Registry:
+    """One task registry over one store. Methods are safe to call concurrently."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        agent: str = "local",
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        id_factory: Callable[[], str] = new_task_id,
+    ) -> None:
+        self.store = store
+        self.agent = limits.agent(agent)
+        self.policy = policy or Policy()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.new_id = id_factory
+        self._listeners: list[Listener] = []
+        self._last_prune = 0.0
+
+    async def __aenter__(self) -> Registry:
+        await self.store.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.store.close()
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(task_ids)` after every committed change made through this registry."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # ------------------------------------------------------------ plumbing
+    def _actor(self, actor: str | None) -> str:
+        return self.agent if actor is None else limits.agent(actor)
+
+    async def _write(
+        self,
+        op: str,
+        actor: str | None,
+        request_id: str | None,
+        args: dict[str, Any],
+        script: Callable[[T.Tx], R],
+        decode: Callable[[Any], R] | None = None,
+    ) -> R:
+        who = self._actor(actor)
+        rid = None if request_id is None else limits.text("request_id", request_id, limits.MAX_REQUEST_ID, required=True)
+        digest = ""
+        if rid is not None:
+            canon = json.dumps(args, sort_keys=True, separators=(",", ":"), default=_canon)
+            digest = hashlib.sha256(f"{op}\n{canon}".encode()).hexdigest()
+
+        def run(tx: Any) -> tuple[R, set[str]]:
+            if rid is not None:
+                prior = tx.get_request(who, rid)
+                if prior is not None:
+                    prior_op, prior_hash, response = prior
+                    if prior_op != op or prior_hash != digest:
+                        raise IdempotencyConflict(
+                            f"request_id {rid!r} was already used for a different {prior_op} call; "
+                            "use a new request_id for a new request",
+                            request_id=rid,
+                        )
+                    value = json.loads(response)
+                    return (decode(value) if decode else value), set()
+            t = T.Tx(tx=tx, now=self.clock(), actor=who, policy=self.policy, rng=self.rng)
+            result = script(t)
+            if rid is not None and t.changed:
+                tx.put_request(who, rid, op, digest, _encode(result), t.now)
+            return result, t.changed
+
+        result, changed = await self.store.write(run)
+        if changed:
+            self._notify(changed)
+        return result
+
+    def _notify(self, changed: set[str]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(changed)
+            except Exception:  # a broken listener must not fail the caller's committed change
+                log.exception("change listener failed")
+
+    # ------------------------------------------------------------ creating and planning
+    async def create_tasks(
+        self,
+        tasks: list[NewTask | dict[str, Any]],
+        *,
+        ready: bool = True,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> Created:
+        """Create a batch; depends_on may name existing ids or keys of this batch. All or nothing."""
+        specs = _validate_batch(tasks)
+        args = {"tasks": [s.model_dump() for s in specs], "ready": bool(ready)}
+        for _ in range(5):
+            ids = [self.new_id() for _ in specs]
+            try:
+                return await self._write(
+                    "create_tasks", actor, request_id, args,
+                    lambda t: T.create_tasks(t, specs, ids, bool(ready)), Created.model_validate,
+                )
+            except IdCollision:
+                continue
+        raise RuntimeError("could not draw unique task ids")  # pragma: no cover
+
+    async def schedule(self, task_ids: list[str], *, actor: str | None = None, request_id: str | None = None) -> list[Task]:
+        """Move BACKLOG tasks to PENDING."""
+        if not isinstance(task_ids, list) or not task_ids:
+            raise InvalidInput("task_ids must be a non-empty list of task ids")
+        if len(task_ids) > limits.MAX_BATCH:
+            raise InvalidInput(f"task_ids has {len(task_ids)} items; at most {limits.MAX_BATCH} allowed")
+        ids = list(dict.fromkeys(limits.task_id("task_ids item", i) for i in task_ids))
+        return await self._write(
+            "schedule", actor, request_id, {"ids": ids}, lambda t: T.schedule(t, ids), _task_list
+        )
+
+    async def update(
+        self,
+        task_id: str,
+        *,
+        expected_version: int | None = None,
+        add_depends_on: list[str] | None = None,
+        remove_depends_on: list[str] | None = None,
+        actor: str | None = None,
+        request_id: str | None = None,
+        **fields: Any,
+    ) -> Task:
+        """Edit title, description, type, priority, tags, requires_review, max_retries; rewire deps."""
+        tid = limits.task_id("task_id", task_id)
+        unknown = sorted(set(fields) - set(_UPDATABLE))
+        if unknown:
+            raise InvalidInput(f"cannot update {', '.join(unknown)}; updatable fields: {', '.join(_UPDATABLE)}")
+        clean = _validate_fields({k: v for k, v in fields.items() if v is not None})
+        if expected_version is not None:
+            limits.integer("expected_version", expected_version, 1, 2**62)
+        add = [limits.task_id("add_depends_on item", d) for d in (add_depends_on or [])]
+        remove = [limits.task_id("remove_depends_on item", d) for d in (remove_depends_on or [])]
+        if len(add) > limits.MAX_DEPENDS or len(remove) > limits.MAX_DEPENDS:
+            raise InvalidInput(f"at most {limits.MAX_DEPENDS} dependencies can be added or removed at once")
+        args = {"id": tid, "v": expected_version, "fields": clean, "add": add, "remove": remove}
+        return await self._write(
+            "update_task", actor, request_id, args,
+            lambda t: T.update(t, tid, expected_version, clean, add, remove), Task.model_validate,
+        )
+
+    async def cancel(
+        self, task_id: str, reason: str, *, expected_version: int | None = None,
+        actor: str | None = None, request_id: str | None = None,
+    ) -> Task:
+        """Cancel work that is not running (BACKLOG, PENDING, ASSIGNED, PAUSED, FAILED)."""
+        tid = limits.task_id("task_id", task_id)
+        why = limits.text("reason", reason, limits.MAX_TEXT, required=True)
+        if expected_version is not None:
+            limits.integer("expected_version", expected_version, 1, 2**62)
+        return await self._write(
+            "cancel", actor, request_id, {"id": tid, "reason": why, "v": expected_version},
+            lambda t: T.cancel(t, tid, why, expected_version), Task.model_validate,  # type: ignore[arg-type]
+        )
+
+    async def retry(self, task_id: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
+        """Put a dead-lettered (FAILED) task back in the queue now."""
+        tid = limits.task_id("task_id", task_id)
+        return await self._write("retry", actor, request_id, {"id": tid}, lambda t: T.retry(t, tid), Task.model_validate)
+
+    async def review(
+        self, task_id: str, approve: bool, comment: str | None = None, *,
+        actor: str | None = None, request_id: str | None = None,
+    ) -> Task:
+        """Approve a task in REVIEW (it becomes DONE) or send it back to its assignee."""
+        tid = limits.task_id("task_id", task_id)
+        if not isinstance(approve, bool):
+            raise InvalidInput("approve must be true or false")
+        text = limits.text("comment", comment, limits.MAX_TEXT)
+        return await self._write(
+            "review", actor, request_id, {"id": tid, "approve": approve, "comment": text},
+            lambda t: T.review(t, tid, approve, text), Task.model_validate,
+        )
+
+    # ------------------------------------------------------------ agents
+    async def list_available(
+        self,
+        *,
+        capabilities: list[str] | None = None,
+        tags: list[str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page[TaskSummary]:
+        """Ready tasks in claim order (priority, then age), filtered by type and tags."""
+        caps = limits.names("capabilities", capabilities, limits.MAX_TAGS) or None
+        want = limits.names("tags", tags, limits.MAX_TAGS) or None
+        n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
+        after = _cursor_decode("r", cursor, 3)
+        now = self.clock()
+        rows = await self.store.read(lambda tx: tx.list_ready(now, caps, want, after, n + 1))  # type: ignore[arg-type]
+        items = [s for s, _ in rows[:n]]
+        nxt = _cursor_encode("r", rows[n - 1][1]) if len(rows) > n else None
+        return Page[TaskSummary](items=items, next_cursor=nxt)
+
+    async def claim(
+        self,
+        task_id: str | None = None,
+        *,
+        capabilities: list[str] | None = None,
+        tags: list[str] | None = None,
+        lease_seconds: float | None = None,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> Claim | None:
+        """Claim the named task, or the best ready one matching the filters (None if none is ready)."""
+        tid = None if task_id is None else limits.task_id("task_id", task_id)
+        caps = limits.names("capabilities", capabilities, limits.MAX_TAGS) or None
+        want = limits.names("tags", tags, limits.MAX_TAGS) or None
+        length = None
+        if lease_seconds is not None:
+            length = limits.number("lease_seconds", lease_seconds, self.policy.lease_min, self.policy.lease_max)
+        args = {"id": tid, "caps": caps, "tags": want, "lease": length}
+        return await self._write(
+            "claim", actor, request_id, args, lambda t: T.claim(t, tid, caps, want, length),
+            lambda v: None if v is None else Claim.model_validate(v),
+        )
+
+    async def start(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
+        """ASSIGNED -> ACTIVE; renews the lease."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        return await self._write("start", actor, request_id, {"id": tid}, lambda t: T.start(t, tid, tok), Task.model_validate)
+
+    async def checkpoint(
+        self, task_id: str, lease: str, data: Any = None, note: str | None = None, progress: int | None = None,
+        *, actor: str | None = None, request_id: str | None = None,
+    ) -> Task:
+        """Save resumable state and progress; renews the lease (use it as the heartbeat)."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        payload = limits.json_value("data", data)
+        text = limits.text("note", note, limits.MAX_TEXT)
+        pct = None if progress is None else limits.integer("progress", progress, 0, 100)
+        args = {"id": tid, "data": payload, "note": text, "progress": pct}
+        return await self._write(
+            "checkpoint", actor, request_id, args, lambda t: T.checkpoint(t, tid, tok, payload, text, pct),
+            Task.model_validate,
+        )
+
+    async def complete(
+        self, task_id: str, lease: str, result: Any = None, artifacts: list[str] | None = None,
+        usage: Usage | dict[str, Any] | None = None, *, actor: str | None = None, request_id: str | None = None,
+    ) -> Task:
+        """ACTIVE -> DONE (or REVIEW when review is required), with result, artifacts and usage."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        res = limits.json_value("result", result)
+        arts = limits.artifacts(artifacts)
+        use = _usage(usage)
+        args = {"id": tid, "result": res, "artifacts": arts, "usage": None if use is None else use.model_dump()}
+        return await self._write(
+            "complete", actor, request_id, args, lambda t: T.complete(t, tid, tok, res, arts, use), Task.model_validate
+        )
+
+    async def fail(
+        self, task_id: str, lease: str, error: str, retryable: bool = True,
+        *, actor: str | None = None, request_id: str | None = None,
+    ) -> Task:
+        """Report failure; retried after a backoff while retries are left, else dead-lettered."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        err = limits.text("error", error, limits.MAX_TEXT, required=True)
+        if not isinstance(retryable, bool):
+            raise InvalidInput("retryable must be true or false")
+        return await self._write(
+            "fail", actor, request_id, {"id": tid, "error": err, "retryable": retryable},
+            lambda t: T.fail(t, tid, tok, err, retryable), Task.model_validate,  # type: ignore[arg-type]
+        )
+
+    async def pause(
+        self, task_id: str, lease: str, reason: str, *, actor: str | None = None, request_id: str | None = None
+    ) -> Task:
+        """ACTIVE -> PAUSED; the lease stops running until resume."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        why = limits.text("reason", reason, limits.MAX_TEXT, required=True)
+        return await self._write(
+            "pause", actor, request_id, {"id": tid, "reason": why},
+            lambda t: T.pause(t, tid, tok, why), Task.model_validate,  # type: ignore[arg-type]
+        )
+
+    async def resume(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
+        """PAUSED -> ACTIVE; the lease runs again."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        return await self._write("resume", actor, request_id, {"id": tid}, lambda t: T.resume(t, tid, tok), Task.model_validate)
+
+    async def release(
+        self, task_id: str, lease: str, reason: str | None = None, *, actor: str | None = None, request_id: str | None = None
+    ) -> Task:
+        """ASSIGNED -> PENDING: give a claimed task back before starting it."""
+        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        why = limits.text("reason", reason, limits.MAX_TEXT)
+        return await self._write(
+            "release", actor, request_id, {"id": tid, "reason": why},
+            lambda t: T.release(t, tid, tok, why), Task.model_validate,
+        )
+
+    # ------------------------------------------------------------ maintenance
+    async def reap(self) -> list[str]:
+        """Expire leases that ran out now (the server also does this every few seconds)."""
+        now = self.clock()
+        prune = now - self._last_prune > 3600
+
+        def run(tx: Any) -> tuple[list[str], set[str]]:
+            t = T.Tx(tx=tx, now=self.clock(), actor=T.REAPER, policy=self.policy, rng=self.rng)
+            reaped = T.reap(t, self.policy.reap_batch)
+            if prune:
+                tx.prune_requests(t.now - self.policy.request_ttl)
+            return reaped, t.changed
+
+        reaped, changed = await self.store.write(run)
+        if prune:
+            self._last_prune = now
+        if changed:
+            self._notify(changed)
+        return reaped
+
+    async def run_reaper(self, interval: float = 5.0) -> None:
+        """Reap forever, every `interval` seconds (cancel the task to stop it)."""
+        while True:
+            try:
+                while len(await self.reap()) >= self.policy.reap_batch:
+                    pass
+            except TaskError as exc:
+                log.warning("reaper: %s", exc)
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------ reading
+    async def get(self, task_id: str) -> Task:
+        """One task with its dependencies and the tasks it blocks."""
+        tid = limits.task_id("task_id", task_id)
+        task = await self.store.read(lambda tx: tx.get_task(tid, with_blocks=True))
+        if task is None:
+            raise TaskNotFound(f"no task has id {tid}")
+        return task
+
+    async def get_with_context(self, task_id: str, events: int = 0) -> tuple[Task, Readiness, list[Event]]:
+        """A task, why it is or is not claimable, and its latest `events` events, in one read."""
+        tid = limits.task_id("task_id", task_id)
+        n = limits.integer("events", events, 0, limits.MAX_EVENT_PAGE)
+        now = self.clock()
+
+        def run(tx: ReadTx) -> tuple[Task, Readiness, list[Event]] | None:
+            task = tx.get_task(tid, with_blocks=True)
+            if task is None:
+                return None
+            ready = readiness(task, tx.dependency_states(tid), now)
+            return task, ready, tx.latest_events_of_task(tid, n) if n else []
+
+        found = await self.store.read(run)
+        if found is None:
+            raise TaskNotFound(f"no task has id {tid}")
+        return found
+
+    async def find(
+        self,
+        *,
+        state: State | str | None = None,
+        assignee: str | None = None,
+        tag: str | None = None,
+        text: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page[Task]:
+        """Tasks matching all the given filters, newest first."""
+        st = None
+        if state is not None:
+            try:
+                st = State(state.upper() if isinstance(state, str) else state)
+            except ValueError:
+                raise InvalidInput(f"state {state!r} is not a state; states: {', '.join(s.value for s in State)}") from None
+        who = None if assignee is None else limits.agent(assignee)
+        tg = None if tag is None else limits.name("tag", tag)
+        q = limits.text("text", text, limits.MAX_TITLE) or None
+        n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
+        after = _cursor_decode("f", cursor, 2)
+        rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1))  # type: ignore[arg-type]
+        nxt = _cursor_encode("f", rows[n - 1][1]) if len(rows) > n else None
+        return Page[Task](items=[t for t, _ in rows[:n]], next_cursor=nxt)
+
+    async def events(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[Event]:
+        """A task's events in order, after sequence number `after`."""
+        tid = limits.task_id("task_id", task_id)
+        a = limits.integer("after", after, 0, 2**62)
+        n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
+        return await self.store.read(lambda tx: tx.events_of_task(tid, a, n))
+
+    async def events_since(self, seq: int = 0, *, limit: int = 100) -> list[Event]:
+        """Events of all tasks with sequence number greater than `seq`, oldest first."""
+        a = limits.integer("seq", seq, 0, 2**62)
+        n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
+        return await self.store.read(lambda tx: tx.events_since(a, n))
+
+    async def last_seq(self) -> int:
+        """Sequence number of the newest event (0 when there are none)."""
+        return await self.store.read(lambda tx: tx.last_seq())
+
+    async def replay(self, task_id: str) -> Task:
+        """The task rebuilt from its events alone."""
+        tid = limits.task_id("task_id", task_id)
+        events: list[Event] = []
+        while True:
+            after = events[-1].seq if events else 0
+            page = await self.store.read(lambda tx: tx.events_of_task(tid, after, limits.MAX_EVENT_PAGE))
+            events.extend(page)
+            if len(page) < limits.MAX_EVENT_PAGE:
+                break
+        task = fold(events)
+        if task is None:
+            raise TaskNotFound(f"no events for task {tid}")
+        return task
+
+    async def verify(self, *, batch: int = 500) -> list[Difference]:
+        """Replay every task and compare with the stored row; also check the unmet_deps counters."""
+        out: list[Difference] = []
+        after = ""
+        while True:
+            page = await self.store.read(lambda tx: tx.tasks_with_events(after, batch))
+            for task, events in page:
+                out.extend(differences(task, events))
+            if len(page) < batch:
+                break
+            after = page[-1][0].id
+        for tid, stored, actual in await self.store.read(lambda tx: tx.unmet_mismatches()):
+            out.append(Difference(task_id=tid, field="unmet_deps(counted)", stored=stored, replayed=actual))
+        return out
+
+    async def counts(self) -> dict[State, int]:
+        """Number of tasks in each state (every state present, zero included)."""
+        found = await self.store.read(lambda tx: tx.count_by_state())
+        return {s: found.get(s, 0) for s in State}
+
+    async def blocked_by_failed(self, limit: int = 100) -> list[tuple[str, str, State]]:
+        """(task, dependency, dependency state) for waiting tasks whose dependency is CANCELLED or FAILED."""
+        n = limits.integer("limit", limit, 1, 10_000)
+        return await self.store.read(lambda tx: tx.blocked_by_failed(n))
+
+    async def complete_ids(self, prefix: str, limit: int = 50) -> list[str]:
+        """Task ids starting with `prefix` (for completions)."""
+        if not isinstance(prefix, str) or len(prefix) > 40:
+            return []
+        return await self.store.read(lambda tx: tx.task_ids_with_prefix(prefix, limit))
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _lease(lease: Any) -> str:
+    if not isinstance(lease, str) or not lease or len(lease) > 200:
+        raise InvalidInput("lease must be the lease token string returned by claim")
+    return lease
+
+
+def _usage(usage: Any) -> Usage | None:
+    if usage is None:
+        return None
+    try:
+        u = usage if isinstance(usage, Usage) else Usage.model_validate(usage, strict=False)
+    except ValidationError as exc:
+        raise InvalidInput(_validation_message(exc, "usage")) from None
+    limits.integer("usage.tokens", u.tokens, 0, 10**12)
+    limits.integer("usage.api_calls", u.api_calls, 0, 10**9)
+    limits.number("usage.cost", u.cost, 0, 10**9)
+    return u
+
+
+def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k == "title":
+            out[k] = limits.text("title", v, limits.MAX_TITLE, required=True)
+        elif k == "description":
+            out[k] = limits.text("description", v, limits.MAX_DESCRIPTION) or ""
+        elif k == "type":
+            out[k] = limits.name("type", v)
+        elif k == "priority":
+            out[k] = limits.integer("priority", v, limits.MIN_PRIORITY, limits.MAX_PRIORITY)
+        elif k == "tags":
+            out[k] = limits.names("tags", v, limits.MAX_TAGS)
+        elif k == "requires_review":
+            if not isinstance(v, bool):
+                raise InvalidInput("requires_review must be true or false")
+            out[k] = v
+        elif k == "max_retries":
+            out[k] = limits.integer("max_retries", v, 0, limits.MAX_RETRIES)
+    return out
+
+
+def _validate_batch(tasks: Any) -> list[NewTask]:
+    if not isinstance(tasks, list) or not tasks:
+        raise InvalidInput("tasks must be a non-empty list")
+    if len(tasks) > limits.MAX_BATCH:
+        raise InvalidInput(f"tasks has {len(tasks)} items; at most {limits.MAX_BATCH} per call")
+    specs: list[NewTask] = []
+    keys: set[str] = set()
+    for i, raw in enumerate(tasks):
+        where = f"tasks[{i}]"
+        if isinstance(raw, NewTask):
+            raw = raw.model_dump()
+        if not isinstance(raw, dict):
+            raise InvalidInput(f"{where} must be an object with at least a title")
+        extra = sorted(set(raw) - set(NewTask.model_fields))
+        if extra:
+            raise InvalidInput(f"{where} has unknown fields {extra}; allowed: {', '.join(NewTask.model_fields)}")
+        try:
+            spec = NewTask.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidInput(_validation_message(exc, where)) from None
+        fields = _validate_fields(
+            {k: getattr(spec, k) for k in ("title", "description", "type", "priority", "tags", "requires_review", "max_retries")}
+        )
+        key = None
+        if spec.key is not None:
+            key = limits.name(f"{where}.key", spec.key)
+            if key in keys:
+                raise InvalidInput(f"{where}.key {key!r} is used twice in this batch; keys must be unique")
+            keys.add(key)
+        deps = spec.depends_on
+        if not isinstance(deps, list) or len(deps) > limits.MAX_DEPENDS:
+            raise InvalidInput(f"{where}.depends_on must be a list of at most {limits.MAX_DEPENDS} ids or keys")
+        for d in deps:
+            limits.name(f"{where}.depends_on item", d)
+        specs.append(NewTask(key=key, depends_on=list(dict.fromkeys(deps)), **fields))
+    for i, spec in enumerate(specs):
+        for d in spec.depends_on:
+            if d not in keys:
+                limits.task_id(f"tasks[{i}].depends_on item (neither a key of this batch nor a task id)", d)
+    return specs
+
+
+def _task_list(value: Any) -> list[Task]:
+    return [Task.model_validate(v) for v in value]
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot hash {type(value).__name__}")
+
+
+def _encode(result: Any) -> str:
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    if isinstance(result, list):
+        return "[" + ",".join(r.model_dump_json() for r in result) + "]"
+    return json.dumps(result)

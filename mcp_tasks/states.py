@@ -1,0 +1,161 @@
+"""Task states and the transition table: defined once, checked at import, rendered for docs.
+
+Every other module asks this one which moves are legal (`edge`, `allowed_actions`) instead of
+keeping its own list of states.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+
+class State(str, Enum):
+    """The ten states a task can be in."""
+
+    BACKLOG = "BACKLOG"
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    REVIEW = "REVIEW"
+    APPROVED = "APPROVED"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One allowed move: `action` takes a task from `source` to `target`."""
+
+    source: State
+    target: State
+    action: str
+    note: str = ""
+
+
+B, P, AS, AC, PA, R, AP, D, F, C = (
+    State.BACKLOG, State.PENDING, State.ASSIGNED, State.ACTIVE, State.PAUSED,
+    State.REVIEW, State.APPROVED, State.DONE, State.FAILED, State.CANCELLED,
+)
+
+# The source design's table, kept whole.
+SOURCE_EDGES: tuple[Edge, ...] = (
+    Edge(B, P, "schedule"),
+    Edge(P, AS, "claim"),
+    Edge(P, C, "cancel"),
+    Edge(AS, AC, "start"),
+    Edge(AS, C, "cancel"),
+    Edge(AC, D, "complete"),
+    Edge(AC, F, "fail", "also when an ACTIVE lease expires"),
+    Edge(AC, PA, "pause"),
+    Edge(PA, AC, "resume"),
+    Edge(PA, C, "cancel"),
+    Edge(F, P, "retry", "automatic while retries are left; by hand for dead letters"),
+)
+
+# Extensions, each needed by a real situation (DESIGN 2).
+EXTENSION_EDGES: tuple[Edge, ...] = (
+    Edge(AS, P, "release", "also when an ASSIGNED lease expires"),
+    Edge(AC, R, "complete", "when the task requires review"),
+    Edge(R, AP, "review", "approve; the reviewer is not the assignee"),
+    Edge(AP, D, "review", "same step as the approval"),
+    Edge(R, AC, "review", "changes requested; back to the assignee"),
+    Edge(B, C, "cancel"),
+    Edge(F, C, "cancel"),
+)
+
+EDGES: tuple[Edge, ...] = SOURCE_EDGES + EXTENSION_EDGES
+
+INITIAL_STATES = frozenset({State.BACKLOG, State.PENDING})
+TERMINAL_STATES = frozenset({State.DONE, State.CANCELLED})
+# States in which a claimer holds a running lease that the reaper watches.
+LEASED_STATES = frozenset({State.ASSIGNED, State.ACTIVE})
+# States in which the assignee's lease token still identifies them (even without a running expiry).
+HELD_STATES = frozenset({State.ASSIGNED, State.ACTIVE, State.PAUSED})
+
+# Actions that are not moves but are legal only in some states.
+STATE_BOUND_ACTIONS: dict[str, frozenset[State]] = {
+    "checkpoint": frozenset({State.ACTIVE}),
+    "update_task": frozenset(set(State) - TERMINAL_STATES),
+}
+# Dependencies may be rewired only while the task has not started.
+DEPENDENCY_EDIT_STATES = frozenset({State.BACKLOG, State.PENDING, State.FAILED})
+
+_BY_SOURCE: dict[State, dict[str, tuple[State, ...]]] = {}
+for _e in EDGES:
+    _BY_SOURCE.setdefault(_e.source, {}).setdefault(_e.action, ())
+    _BY_SOURCE[_e.source][_e.action] += (_e.target,)
+
+
+def targets(source: State, action: str) -> tuple[State, ...]:
+    """States that `action` may lead to from `source` (empty when the action is illegal there)."""
+    return _BY_SOURCE.get(source, {}).get(action, ())
+
+
+def is_edge(source: State, target: State) -> bool:
+    """True when the table has a move from `source` to `target`."""
+    return any(e.source == source and e.target == target for e in EDGES)
+
+
+def action_for(source: State, target: State) -> str:
+    """The action that labels the move `source -> target`; raises KeyError for a non-edge."""
+    for e in EDGES:
+        if e.source == source and e.target == target:
+            return e.action
+    raise KeyError(f"{source} -> {target} is not in the transition table")
+
+
+def allowed_actions(state: State) -> list[str]:
+    """What a caller may do to a task in `state`, for error messages and views."""
+    actions = set(_BY_SOURCE.get(state, {}))
+    actions |= {a for a, states in STATE_BOUND_ACTIONS.items() if state in states}
+    return sorted(actions)
+
+
+def _check_table() -> None:
+    """Refuse to import a table with unreachable states or dead ends."""
+    seen = set(INITIAL_STATES)
+    queue = deque(INITIAL_STATES)
+    while queue:
+        s = queue.popleft()
+        for e in EDGES:
+            if e.source == s and e.target not in seen:
+                seen.add(e.target)
+                queue.append(e.target)
+    unreachable = set(State) - seen
+    if unreachable:
+        raise AssertionError(f"unreachable states in the transition table: {sorted(unreachable)}")
+    for s in set(State) - TERMINAL_STATES:
+        # every non-terminal state must be able to reach a terminal one
+        reach, todo = {s}, [s]
+        while todo:
+            cur = todo.pop()
+            for e in EDGES:
+                if e.source == cur and e.target not in reach:
+                    reach.add(e.target)
+                    todo.append(e.target)
+        if not reach & TERMINAL_STATES:
+            raise AssertionError(f"dead end in the transition table: {s} never reaches a terminal state")
+    for t in TERMINAL_STATES:
+        if t in _BY_SOURCE:
+            raise AssertionError(f"terminal state {t} has outgoing edges")
+    if len(set(EDGES)) != len(EDGES):
+        raise AssertionError("duplicate edge in the transition table")
+
+
+_check_table()
+
+
+def render_markdown() -> str:
+    """The transition table as a Markdown table (README, dashboard)."""
+    lines = ["| from | action | to | note |", "|---|---|---|---|"]
+    order = {s: i for i, s in enumerate(State)}
+    for e in sorted(EDGES, key=lambda e: (order[e.source], order[e.target])):
+        lines.append(f"| {e.source} | {e.action} | {e.target} | {e.note} |")
+    return "\n".join(lines)

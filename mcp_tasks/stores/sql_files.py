@@ -1,0 +1,63 @@
+"""Finding and parsing the `storage/<dialect>/` files: named queries, migrations, schema."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent.parent
+# In a wheel the files are package data under mcp_tasks/; in a source checkout they sit beside it.
+_CANDIDATES = (_PKG / "storage", _PKG.parent / "storage")
+_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def storage_dir(dialect: str) -> Path:
+    """The folder holding `dialect`'s SQL files."""
+    for base in _CANDIDATES:
+        if (base / dialect / "queries.sql").is_file():
+            return base / dialect
+    raise FileNotFoundError(f"SQL files for {dialect!r} not found (looked in {[str(c) for c in _CANDIDATES]})")
+
+
+@cache
+def queries(dialect: str) -> dict[str, str]:
+    """Named queries of `dialect`: name -> SQL text."""
+    text = (storage_dir(dialect) / "queries.sql").read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    out: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2]):
+        if name in out:
+            raise ValueError(f"query {name!r} defined twice in {dialect}/queries.sql")
+        out[name] = body.strip().rstrip(";").strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    name: str
+    sql: str
+
+
+@cache
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    """All migrations of `dialect`, in order; numbers must run 1, 2, 3 ... without gaps."""
+    found = []
+    for path in sorted((storage_dir(dialect) / "migrations").iterdir()):
+        m = _MIGRATION.match(path.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))
+    for i, mig in enumerate(found, start=1):
+        if mig.version != i:
+            raise ValueError(f"{dialect} migrations must be numbered 0001, 0002, ... without gaps")
+    return tuple(found)
+
+
+def schema(dialect: str) -> str:
+    """The current schema, applied whole to a new database."""
+    return (storage_dir(dialect) / "schema.sql").read_text(encoding="utf-8")

@@ -1,0 +1,415 @@
+"""The embedded SQLite store: one file, WAL, BEGIN IMMEDIATE writes, safe across processes.
+
+Durability: synchronous=FULL by default, so an acknowledged change survives power loss.
+synchronous=NORMAL (`--sync normal`, MCP_TASKS_SYNC=normal) is several times faster per write
+but may lose the last transactions on power loss (never on a process crash).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from ..errors import StoreBusy
+from ..models import Event, Task, TaskSummary
+from ..states import State
+from . import sql_files
+from .base import FindKey, IdCollision, ReadyKey
+from .rows import dumps, event_from_row, task_from_row, task_params
+from .worker import ThreadWorker
+
+T = TypeVar("T")
+SYNC_MODES = ("FULL", "NORMAL", "EXTRA", "OFF")
+_STATES = {s.value: s for s in State}
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (triggers with inner `;` stay whole)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()):
+        raise ValueError(f"incomplete SQL statement at end of script: {buf.strip()[:80]!r}")
+    return out
+
+
+class SqliteTx:
+    """ReadTx and WriteTx over one sqlite3 connection; used only on the store's threads."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.q = sql_files.queries("sqlite")
+
+    def _all(self, name: str, params: dict[str, Any] | None = None) -> list[sqlite3.Row]:
+        return self.conn.execute(self.q[name], params or {}).fetchall()
+
+    def _one(self, name: str, params: dict[str, Any] | None = None) -> sqlite3.Row | None:
+        return self.conn.execute(self.q[name], params or {}).fetchone()
+
+    def _task(self, row: sqlite3.Row, with_blocks: bool = False) -> Task:
+        tid = row["id"]
+        deps = [r[0] for r in self._all("task_depends_on", {"id": tid})]
+        blocks = [r[0] for r in self._all("task_blocks", {"id": tid})] if with_blocks else None
+        return task_from_row(row, deps, blocks)
+
+    # ---- reads
+    def get_task(self, task_id: str, *, with_blocks: bool = False) -> Task | None:
+        row = self._one("get_task", {"id": task_id})
+        return None if row is None else self._task(row, with_blocks)
+
+    def dependency_states(self, task_id: str) -> dict[str, State]:
+        return {r["id"]: _STATES[r["state"]] for r in self._all("dependency_states", {"id": task_id})}
+
+    def states_of(self, ids: list[str]) -> dict[str, State]:
+        return {r["id"]: _STATES[r["state"]] for r in self._all("states_of", {"ids": dumps(ids)})}
+
+    def depends_on_many(self, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in self._all("depends_on_many", {"ids": dumps(ids)}):
+            out.setdefault(r["task_id"], []).append(r["depends_on"])
+        return out
+
+    def list_ready(
+        self, now: float, caps: list[str] | None, tags: list[str] | None, after: ReadyKey | None, limit: int
+    ) -> list[tuple[TaskSummary, ReadyKey]]:
+        p, c, n = after if after else (None, None, None)
+        rows = self._all(
+            "list_ready",
+            {
+                "now": now,
+                "caps": None if caps is None else dumps(caps),
+                "tags": None if tags is None else dumps(tags),
+                "after_priority": p,
+                "after_created": c,
+                "after_num": n,
+                "limit": limit,
+            },
+        )
+        out = []
+        for r in rows:
+            summary = TaskSummary.model_construct(
+                id=r["id"],
+                title=r["title"],
+                type=r["type"],
+                priority=r["priority"],
+                tags=json.loads(r["tags"]),
+                created_at=r["created_at"],
+                retry_count=r["retry_count"],
+                has_checkpoint=bool(r["has_checkpoint"]),
+            )
+            out.append((summary, (r["priority"], r["created_at"], r["num"])))
+        return out
+
+    def find_tasks(
+        self,
+        state: State | None,
+        assignee: str | None,
+        tag: str | None,
+        text: str | None,
+        after: FindKey | None,
+        limit: int,
+    ) -> list[tuple[Task, FindKey]]:
+        c, n = after if after else (None, None)
+        rows = self._all(
+            "find_tasks",
+            {
+                "state": None if state is None else state.value,
+                "assignee": assignee,
+                "tag": tag,
+                "text": text,
+                "after_created": c,
+                "after_num": n,
+                "limit": limit,
+            },
+        )
+        return [(self._task(r), (r["created_at"], r["num"])) for r in rows]
+
+    def events_of_task(self, task_id: str, after: int, limit: int) -> list[Event]:
+        rows = self._all("events_of_task", {"id": task_id, "after": after, "limit": limit})
+        return [event_from_row(r) for r in rows]
+
+    def latest_events_of_task(self, task_id: str, limit: int) -> list[Event]:
+        return [event_from_row(r) for r in self._all("events_of_task_latest", {"id": task_id, "limit": limit})]
+
+    def events_since(self, after: int, limit: int) -> list[Event]:
+        return [event_from_row(r) for r in self._all("events_since", {"after": after, "limit": limit})]
+
+    def last_seq(self) -> int:
+        row = self._one("last_seq")
+        return int(row["seq"]) if row else 0
+
+    def tasks_with_events(self, after_id: str, limit: int) -> list[tuple[Task, list[Event]]]:
+        rows = self._all("tasks_page", {"after": after_id, "limit": limit})
+        if not rows:
+            return []
+        ids = dumps([r["id"] for r in rows])
+        deps: dict[str, list[str]] = {}
+        for r in self._all("depends_on_of_tasks", {"ids": ids}):
+            deps.setdefault(r["task_id"], []).append(r["depends_on"])
+        events: dict[str, list[Event]] = {}
+        for r in self._all("events_of_tasks", {"ids": ids}):
+            events.setdefault(r["task_id"], []).append(event_from_row(r))
+        return [(task_from_row(r, deps.get(r["id"], [])), events.get(r["id"], [])) for r in rows]
+
+    def count_by_state(self) -> dict[State, int]:
+        return {_STATES[r["state"]]: r["n"] for r in self._all("count_by_state")}
+
+    def blocked_by_failed(self, limit: int) -> list[tuple[str, str, State]]:
+        return [(r["id"], r["dep"], _STATES[r["dep_state"]]) for r in self._all("blocked_by_failed", {"limit": limit})]
+
+    def unmet_mismatches(self) -> list[tuple[str, int, int]]:
+        return [(r["id"], r["unmet_deps"], r["actual"]) for r in self._all("unmet_mismatches")]
+
+    def task_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        return [r[0] for r in self._all("task_ids_with_prefix", {"prefix": prefix, "limit": limit})]
+
+    # ---- writes
+    def next_ready(self, now: float, caps: list[str] | None, tags: list[str] | None) -> Task | None:
+        row = self._one(
+            "next_ready",
+            {"now": now, "caps": None if caps is None else dumps(caps), "tags": None if tags is None else dumps(tags)},
+        )
+        return None if row is None else self._task(row)
+
+    def expired_leases(self, now: float, limit: int) -> list[Task]:
+        return [self._task(r) for r in self._all("expired_leases", {"now": now, "limit": limit})]
+
+    def insert_task(self, task: Task) -> None:
+        try:
+            self.conn.execute(self.q["insert_task"], task_params(task))
+        except sqlite3.IntegrityError as exc:
+            if "tasks.id" in str(exc):
+                raise IdCollision(task.id) from None
+            raise
+
+    def update_task(self, task: Task, expected_version: int, expected_state: State) -> bool:
+        params = task_params(task)
+        params["expected_version"] = expected_version
+        params["expected_state"] = expected_state.value
+        del params["created_at"], params["created_by"]
+        return self.conn.execute(self.q["update_task"], params).rowcount == 1
+
+    def add_dep(self, task_id: str, depends_on: str) -> None:
+        self.conn.execute(self.q["insert_dep"], {"task_id": task_id, "depends_on": depends_on})
+
+    def remove_dep(self, task_id: str, depends_on: str) -> None:
+        self.conn.execute(self.q["delete_dep"], {"task_id": task_id, "depends_on": depends_on})
+
+    def dependents(self, task_id: str) -> list[str]:
+        return [r[0] for r in self._all("dependents", {"id": task_id})]
+
+    def append_event(
+        self,
+        task_id: str,
+        type: str,
+        from_state: State | None,
+        to_state: State | None,
+        actor: str,
+        at: float,
+        data: dict[str, Any],
+    ) -> int:
+        cur = self.conn.execute(
+            self.q["insert_event"],
+            {
+                "task_id": task_id,
+                "type": type,
+                "from_state": None if from_state is None else from_state.value,
+                "to_state": None if to_state is None else to_state.value,
+                "actor": actor,
+                "at": at,
+                "data": dumps(data),
+            },
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_request(self, actor: str, request_id: str) -> tuple[str, str, str] | None:
+        row = self._one("get_request", {"actor": actor, "request_id": request_id})
+        return None if row is None else (row["op"], row["args_hash"], row["response"])
+
+    def put_request(self, actor: str, request_id: str, op: str, args_hash: str, response: str, at: float) -> None:
+        self.conn.execute(
+            self.q["put_request"],
+            {"actor": actor, "request_id": request_id, "op": op, "args_hash": args_hash, "response": response, "at": at},
+        )
+
+    def prune_requests(self, before: float) -> int:
+        return self.conn.execute(self.q["prune_requests"], {"before": before}).rowcount
+
+
+class SqliteStore:
+    """Store over one SQLite file, shared safely by any number of processes."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout: float = 30.0) -> None:
+        sync = synchronous.upper()
+        if sync not in SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNC_MODES)}, not {synchronous!r}")
+        self.path = str(path)
+        self.location = self.path
+        self.synchronous = sync
+        self.busy_timeout = busy_timeout
+        self._writer: ThreadWorker | None = None
+        self._reader: ThreadWorker | None = None
+
+    # ---- lifecycle
+    def _connect(self) -> tuple[sqlite3.Connection, SqliteTx]:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        conn.row_factory = sqlite3.Row
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        return conn, SqliteTx(conn)
+
+    @staticmethod
+    def _close(res: tuple[sqlite3.Connection, SqliteTx]) -> None:
+        res[0].close()
+
+    def _retry_busy(self, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusy("the database stayed locked by other writers; retry shortly") from None
+                time.sleep(0.01)
+
+    async def open(self) -> None:
+        """Open the connections and bring the schema up to date."""
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadWorker("mcp-tasks-sqlite-writer", self._connect, self._close)
+        self._writer.start()
+        try:
+            await self._writer.run(lambda res: self._migrate(res[0]))
+            if self.path == ":memory:":
+                self._reader = self._writer  # a second connection would see another database
+            else:
+                self._reader = ThreadWorker("mcp-tasks-sqlite-reader", self._connect, self._close)
+                self._reader.start()
+        except BaseException:
+            self._writer.stop()
+            self._writer = None
+            raise
+
+    async def close(self) -> None:
+        for w in {id(w): w for w in (self._reader, self._writer) if w is not None}.values():
+            w.stop()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- migrations
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        q = sql_files.queries("sqlite")
+        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            conn.execute(q["create_migrations_table"])
+            applied = {r[0] for r in conn.execute(q["applied_migrations"])}
+            known = sql_files.migrations("sqlite")
+            newer = applied - {m.version for m in known}
+            if newer:
+                raise RuntimeError(
+                    f"{self.path} has schema version {max(newer)}, newer than this mcp-tasks knows "
+                    f"({len(known)}); upgrade mcp-tasks"
+                )
+            now = time.time()
+            if not applied and conn.execute(q["has_tasks_table"]).fetchone() is None:
+                for stmt in split_statements(sql_files.schema("sqlite")):
+                    conn.execute(stmt)
+                for m in known:
+                    conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": now})
+                applied = {m.version for m in known}
+            for m in known:
+                if m.version not in applied:
+                    for stmt in split_statements(m.sql):
+                        conn.execute(stmt)
+                    conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": now})
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ---- transactions
+    def _write_tx(self, fn: Callable[[SqliteTx], T], res: tuple[sqlite3.Connection, SqliteTx]) -> T:
+        conn, tx = res
+        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            result = fn(tx)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _read_tx(self, fn: Callable[[SqliteTx], T], res: tuple[sqlite3.Connection, SqliteTx]) -> T:
+        conn, tx = res
+        conn.execute("BEGIN")
+        try:
+            return fn(tx)
+        finally:
+            conn.execute("COMMIT")
+
+    async def write(self, fn: Callable[[Any], T]) -> T:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        try:
+            return await self._writer.run(partial(self._write_tx, fn))
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy("the database stayed locked by other writers; retry shortly") from None
+            raise
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return await self._reader.run(partial(self._read_tx, fn))
+
+    # ---- inspection (tests, CLI)
+    async def schema_fingerprint(self) -> dict[str, Any]:
+        """Tables, columns, indexes and triggers, normalised so equal schemas compare equal."""
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return await self._reader.run(lambda res: schema_fingerprint(res[0]))
+
+
+def schema_fingerprint(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Normalised description of the schema of `conn`'s database."""
+    q = sql_files.queries("sqlite")
+    out: dict[str, Any] = {}
+    for obj in conn.execute(q["schema_objects"]).fetchall():
+        kind, name, table, sql = obj["type"], obj["name"], obj["tbl_name"], obj["sql"]
+        entry: dict[str, Any] = {"type": kind, "table": table}
+        if kind == "table":
+            entry["columns"] = [tuple(r) for r in conn.execute(f"PRAGMA table_xinfo({name!r})")]
+            entry["foreign_keys"] = [tuple(r)[2:] for r in conn.execute(f"PRAGMA foreign_key_list({name!r})")]
+        elif kind == "index":
+            entry["columns"] = [tuple(r) for r in conn.execute(f"PRAGMA index_xinfo({name!r})")]
+            entry["sql"] = " ".join((sql or "").split())
+        else:
+            entry["sql"] = " ".join((sql or "").split())
+        out[name] = entry
+    return out

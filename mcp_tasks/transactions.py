@@ -1,0 +1,502 @@
+"""The registry's operations as synchronous transaction scripts over `WriteTx`.
+
+Each script runs inside one database transaction (Store.write) on the store's thread: it reads
+what it needs, decides by the rules, writes each change as a compare-and-set of the row plus
+its event, and returns. Raising anywhere rolls the whole transaction back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import (
+    DependencyError,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    LeaseError,
+    NotReady,
+    TaskError,
+    TaskNotFound,
+    VersionConflict,
+)
+from .models import SCHEMA_VERSION, Claim, Created, NewTask, Task, Usage
+from .rules import Policy, append_error, backoff, done_times, error_entry, readiness
+from .states import (
+    DEPENDENCY_EDIT_STATES,
+    LEASED_STATES,
+    STATE_BOUND_ACTIONS,
+    State,
+    is_edge,
+    targets,
+)
+from .stores.base import WriteTx
+
+REAPER = "reaper"
+
+
+def lease_hash(token: str) -> str:
+    """What the database keeps of a lease token: a digest, so readers of the file cannot use it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, State):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+@dataclass
+class Tx:
+    """One running transaction: the store handle plus who acts, when, and what changed."""
+
+    tx: WriteTx
+    now: float
+    actor: str
+    policy: Policy
+    rng: random.Random
+    changed: set[str] = field(default_factory=set)
+
+    # ---- the one way any task changes
+    def change(
+        self,
+        task: Task,
+        to_state: State | None,
+        event: str,
+        fields: dict[str, Any],
+        info: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Task:
+        """Apply `fields` (and a move to `to_state`) as a compare-and-set plus one event."""
+        if to_state is not None and not is_edge(task.state, to_state):
+            raise AssertionError(f"{task.state} -> {to_state} is not in the transition table")
+        new_state = task.state if to_state is None else to_state
+        new = task.model_copy(
+            update={**fields, "state": new_state, "version": task.version + 1, "updated_at": self.now}
+        )
+        if not self.tx.update_task(new, task.version, task.state):
+            current = self.tx.get_task(task.id)
+            raise VersionConflict(
+                "the task changed while this call ran; read it again and retry",
+                task_id=task.id,
+                state=current.state if current else None,
+                current_version=current.version if current else None,
+            )
+        data: dict[str, Any] = {"set": {k: _jsonable(v) for k, v in fields.items()}}
+        if info:
+            data.update(info)
+        self.tx.append_event(task.id, event, task.state, to_state, actor or self.actor, self.now, data)
+        self.changed.add(task.id)
+        if new_state == State.DONE:
+            self._unblock_dependents(task.id)
+        return new
+
+    def _unblock_dependents(self, done_id: str) -> None:
+        for dep_id in self.tx.dependents(done_id):
+            dependent = self.tx.get_task(dep_id)
+            if dependent is None:  # pragma: no cover - foreign keys prevent it
+                continue
+            self.change(
+                dependent, None, "dependency_done",
+                {"unmet_deps": dependent.unmet_deps - 1}, {"dependency": done_id},
+            )
+
+    # ---- lookups and guards
+    def load(self, task_id: str) -> Task:
+        task = self.tx.get_task(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task has id {task_id}; find_tasks or list_available show existing ids")
+        return task
+
+    def require(self, task: Task, action: str) -> None:
+        """Refuse `action` unless the table (or a state-bound action) allows it now."""
+        bound = STATE_BOUND_ACTIONS.get(action)
+        ok = task.state in bound if bound is not None else bool(targets(task.state, action))
+        if not ok:
+            raise InvalidTransition(f"cannot {action} {task.id}", task_id=task.id, state=task.state)
+
+    def require_lease(self, task: Task, action: str, lease: str | None) -> None:
+        """The state must allow `action` and `lease` must be the task's current lease (fencing)."""
+        self.require(task, action)
+        if not lease or task.lease_hash is None or lease_hash(lease) != task.lease_hash:
+            holder = f" It is held by {task.assignee}" if task.assignee else ""
+            raise LeaseError(
+                f"the lease token is not the current lease on {task.id}.{holder}; only the lease returned "
+                "by the latest claim is accepted (yours may be stale after an expiry or release)",
+                task_id=task.id,
+                state=task.state,
+            )
+        if task.state in LEASED_STATES and task.lease_expires_at is not None and task.lease_expires_at <= self.now:
+            raise LeaseError(
+                f"your lease on {task.id} expired {self.now - task.lease_expires_at:.0f}s ago; the task goes "
+                "back to the queue. Claim it again (its checkpoint is kept) and checkpoint more often",
+                task_id=task.id,
+                state=task.state,
+            )
+
+    def lease_length(self, task: Task) -> float:
+        return task.lease_seconds or self.policy.lease_seconds
+
+
+# ---------------------------------------------------------------- creating and scheduling
+
+
+def create_tasks(t: Tx, specs: list[NewTask], ids: list[str], ready: bool) -> Created:
+    """Insert a batch; depends_on items are keys of this batch or existing task ids."""
+    by_key = {s.key: ids[i] for i, s in enumerate(specs) if s.key is not None}
+    resolved: list[list[str]] = []
+    external: set[str] = set()
+    for i, spec in enumerate(specs):
+        deps: list[str] = []
+        for ref in spec.depends_on:
+            dep = by_key.get(ref, ref)
+            if dep not in deps:
+                deps.append(dep)
+            if ref not in by_key:
+                external.add(ref)
+        resolved.append(deps)
+    states = t.tx.states_of(sorted(external)) if external else {}
+    unknown = sorted(external - set(states))
+    if unknown:
+        raise DependencyError(
+            f"depends_on names unknown tasks or keys: {', '.join(unknown)}; use ids of existing tasks "
+            "or keys of tasks in this batch",
+            unknown=unknown,
+        )
+    cancelled = sorted(d for d, s in states.items() if s == State.CANCELLED)
+    if cancelled:
+        raise DependencyError(
+            f"depends_on names cancelled tasks that will never be done: {', '.join(cancelled)}",
+            cancelled=cancelled,
+        )
+    _refuse_batch_cycles(specs, ids, resolved)
+    initial = State.PENDING if ready else State.BACKLOG
+    for spec, tid, deps in zip(specs, ids, resolved):
+        unmet = sum(1 for d in deps if states.get(d) != State.DONE)
+        task = Task(
+            id=tid, title=spec.title, description=spec.description, type=spec.type,
+            priority=spec.priority, tags=list(spec.tags), state=initial, created_at=t.now,
+            depends_on=sorted(deps), max_retries=spec.max_retries, version=1,
+            schema_version=SCHEMA_VERSION, created_by=t.actor, requires_review=spec.requires_review,
+            unmet_deps=unmet, usage=Usage(), updated_at=t.now,
+        )
+        t.tx.insert_task(task)
+        fields = task.model_dump(mode="json", exclude={"blocks"}, exclude_defaults=True)
+        info = {"key": spec.key} if spec.key is not None else None
+        t.tx.append_event(tid, "created", None, initial, t.actor, t.now, {"set": fields, **(info or {})})
+        t.changed.add(tid)
+    for tid, deps in zip(ids, resolved):
+        for dep in deps:
+            t.tx.add_dep(tid, dep)
+    return Created(ids=list(ids), by_key={k: v for k, v in by_key.items()})
+
+
+def _refuse_batch_cycles(specs: list[NewTask], ids: list[str], resolved: list[list[str]]) -> None:
+    """New tasks can only form cycles among themselves; name the first one found by key or id."""
+    index = {tid: i for i, tid in enumerate(ids)}
+    label = [s.key or ids[i] for i, s in enumerate(specs)]
+    color = [0] * len(ids)  # 0 new, 1 on the stack, 2 done
+    for root in range(len(ids)):
+        if color[root]:
+            continue
+        stack: list[tuple[int, int]] = [(root, 0)]
+        path = [root]
+        color[root] = 1
+        while stack:
+            node, pos = stack[-1]
+            local = [index[d] for d in resolved[node] if d in index]
+            if pos < len(local):
+                stack[-1] = (node, pos + 1)
+                nxt = local[pos]
+                if color[nxt] == 1:
+                    cycle = path[path.index(nxt):] + [nxt]
+                    chain = " -> ".join(label[c] for c in cycle)
+                    raise DependencyError(f"dependency cycle: {chain}", path=[label[c] for c in cycle])
+                if color[nxt] == 0:
+                    color[nxt] = 1
+                    stack.append((nxt, 0))
+                    path.append(nxt)
+            else:
+                color[node] = 2
+                stack.pop()
+                path.pop()
+
+
+def schedule(t: Tx, ids: list[str]) -> list[Task]:
+    """Move BACKLOG tasks to PENDING (all or none)."""
+    out = []
+    for tid in ids:
+        task = t.load(tid)
+        t.require(task, "schedule")
+        out.append(t.change(task, State.PENDING, "scheduled", {}))
+    return out
+
+
+# ---------------------------------------------------------------- claiming and working
+
+
+def reap(t: Tx, limit: int) -> list[str]:
+    """Expire leases that ran out: ASSIGNED -> PENDING; ACTIVE -> FAILED, then the retry rule."""
+    reaped = []
+    for task in t.tx.expired_leases(t.now, limit):
+        holder = task.assignee
+        info = {"holder": holder, "lease_expires_at": task.lease_expires_at}
+        if task.state == State.ASSIGNED:
+            t.change(task, State.PENDING, "lease_expired", _unassigned(), info, actor=REAPER)
+        else:
+            entry = error_entry(t.now, f"lease expired (held by {holder})", task.retry_count + 1, True, REAPER)
+            failed = t.change(
+                task, State.FAILED, "lease_expired",
+                {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_hash": None},
+                info, actor=REAPER,
+            )
+            _retry_or_dead_letter(t, failed, retryable=True, actor=REAPER)
+        reaped.append(task.id)
+    return reaped
+
+
+def _unassigned() -> dict[str, Any]:
+    return {"assignee": None, "lease_hash": None, "lease_expires_at": None, "lease_seconds": None}
+
+
+def _retry_or_dead_letter(t: Tx, task: Task, retryable: bool, actor: str | None = None) -> Task:
+    if not retryable or task.retry_count >= task.max_retries:
+        return task  # stays FAILED: a dead letter
+    count = task.retry_count + 1
+    delay = backoff(count, t.policy, t.rng)
+    fields = {"retry_count": count, "not_before": t.now + delay, **_unassigned()}
+    return t.change(task, State.PENDING, "retried", fields, {"auto": True, "backoff": delay}, actor=actor)
+
+
+def claim(
+    t: Tx, task_id: str | None, caps: list[str] | None, tags: list[str] | None, lease_seconds: float | None
+) -> Claim | None:
+    """Claim a named task, or the best ready one matching the filters; None when nothing is ready."""
+    reap(t, t.policy.reap_batch)
+    if task_id is not None:
+        task = t.load(task_id)
+        t.require(task, "claim")
+        ready = readiness(task, t.tx.dependency_states(task.id), t.now)
+        if not ready.ready:
+            raise NotReady(
+                f"cannot claim {task.id} yet: {ready.reason}", task_id=task.id, state=task.state,
+                allowed=["list_available"], waiting_on=ready.waiting_on, failed_deps=ready.failed_deps,
+            )
+    else:
+        task = t.tx.next_ready(t.now, caps, tags)
+        if task is None:
+            return None
+    length = lease_seconds or t.policy.lease_seconds
+    token = secrets.token_urlsafe(18)
+    expires = t.now + length
+    fields = {
+        "assignee": t.actor, "assigned_at": t.now, "lease_hash": lease_hash(token),
+        "lease_expires_at": expires, "lease_seconds": length, "not_before": None,
+    }
+    new = t.change(task, State.ASSIGNED, "claimed", fields, {"lease_seconds": length})
+    return Claim(task=new, lease=token, lease_expires_at=expires)
+
+
+def start(t: Tx, task_id: str, lease: str) -> Task:
+    task = t.load(task_id)
+    t.require_lease(task, "start", lease)
+    fields = {"started_at": task.started_at or t.now, "lease_expires_at": t.now + t.lease_length(task)}
+    return t.change(task, State.ACTIVE, "started", fields)
+
+
+def checkpoint(t: Tx, task_id: str, lease: str, data: Any, note: str | None, progress: int | None) -> Task:
+    """Save progress and renew the lease (a checkpoint is also the heartbeat)."""
+    task = t.load(task_id)
+    t.require_lease(task, "checkpoint", lease)
+    fields: dict[str, Any] = {"checkpoint_timestamp": t.now, "lease_expires_at": t.now + t.lease_length(task)}
+    if data is not None:
+        fields["checkpoint_data"] = data
+    if note is not None:
+        fields["checkpoint_note"] = note
+    if progress is not None:
+        fields["progress"] = progress
+    return t.change(task, None, "checkpoint", fields)
+
+
+def complete(t: Tx, task_id: str, lease: str, result: Any, artifacts: list[str], usage: Usage | None) -> Task:
+    """Finish the work: DONE, or REVIEW when the task requires review."""
+    task = t.load(task_id)
+    t.require_lease(task, "complete", lease)
+    fields: dict[str, Any] = {
+        "result": result, "artifacts": artifacts, "completed_at": t.now, "lease_expires_at": None,
+    }
+    if usage is not None:
+        fields["usage"] = Usage(
+            tokens=task.usage.tokens + usage.tokens,
+            api_calls=task.usage.api_calls + usage.api_calls,
+            cost=task.usage.cost + usage.cost,
+        )
+    if task.requires_review:
+        return t.change(task, State.REVIEW, "completed", fields, {"review": True})
+    fields.update(done_times(task, t.now), lease_hash=None)
+    return t.change(task, State.DONE, "completed", fields)
+
+
+def fail(t: Tx, task_id: str, lease: str, error: str, retryable: bool) -> Task:
+    """Record a failure; retry after a backoff while retries are left, else dead-letter."""
+    task = t.load(task_id)
+    t.require_lease(task, "fail", lease)
+    entry = error_entry(t.now, error, task.retry_count + 1, retryable, t.actor)
+    fields = {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_hash": None}
+    failed = t.change(task, State.FAILED, "failed", fields, {"retryable": retryable})
+    return _retry_or_dead_letter(t, failed, retryable)
+
+
+def pause(t: Tx, task_id: str, lease: str, reason: str) -> Task:
+    task = t.load(task_id)
+    t.require_lease(task, "pause", lease)
+    return t.change(task, State.PAUSED, "paused", {"lease_expires_at": None}, {"reason": reason})
+
+
+def resume(t: Tx, task_id: str, lease: str) -> Task:
+    task = t.load(task_id)
+    t.require_lease(task, "resume", lease)
+    return t.change(task, State.ACTIVE, "resumed", {"lease_expires_at": t.now + t.lease_length(task)})
+
+
+def release(t: Tx, task_id: str, lease: str, reason: str | None) -> Task:
+    task = t.load(task_id)
+    t.require_lease(task, "release", lease)
+    return t.change(task, State.PENDING, "released", _unassigned(), {"reason": reason} if reason else None)
+
+
+# ---------------------------------------------------------------- people and planners
+
+
+def review(t: Tx, task_id: str, approve: bool, comment: str | None) -> Task:
+    """Approve (REVIEW -> APPROVED -> DONE) or request changes (REVIEW -> ACTIVE, same lease)."""
+    task = t.load(task_id)
+    t.require(task, "review")
+    if task.assignee == t.actor:
+        raise Forbidden(
+            f"{t.actor} did the work on {task.id} and cannot review it; another agent or a person must",
+            task_id=task.id, state=task.state,
+        )
+    info = {"comment": comment} if comment else None
+    if not approve:
+        fields = {"reviewer": t.actor, "completed_at": None, "lease_expires_at": t.now + t.lease_length(task)}
+        return t.change(task, State.ACTIVE, "changes_requested", fields, info)
+    approved = t.change(task, State.APPROVED, "approved", {"reviewer": t.actor}, info)
+    done_at = approved.completed_at or t.now
+    fields = {**done_times(approved, done_at), "lease_hash": None}
+    return t.change(approved, State.DONE, "completed", fields)
+
+
+def cancel(t: Tx, task_id: str, reason: str, expected_version: int | None) -> Task:
+    task = t.load(task_id)
+    _check_version(task, expected_version)
+    t.require(task, "cancel")
+    fields = {"lease_hash": None, "lease_expires_at": None}
+    return t.change(task, State.CANCELLED, "cancelled", fields, {"reason": reason})
+
+
+def retry(t: Tx, task_id: str) -> Task:
+    """Put a dead-lettered task back in the queue for one more attempt, now."""
+    task = t.load(task_id)
+    t.require(task, "retry")
+    fields = {"retry_count": task.retry_count + 1, "not_before": None, **_unassigned()}
+    return t.change(task, State.PENDING, "retried", fields, {"auto": False})
+
+
+def _check_version(task: Task, expected: int | None) -> None:
+    if expected is not None and expected != task.version:
+        raise VersionConflict(
+            f"expected version {expected} but {task.id} is at version {task.version}; "
+            "someone changed it first. Read it again, then decide",
+            task_id=task.id, state=task.state, current_version=task.version,
+        )
+
+
+def update(
+    t: Tx,
+    task_id: str,
+    expected_version: int | None,
+    fields: dict[str, Any],
+    add_deps: list[str],
+    remove_deps: list[str],
+) -> Task:
+    """Edit fields and rewire dependencies; cycles and unknown ids are refused."""
+    task = t.load(task_id)
+    _check_version(task, expected_version)
+    t.require(task, "update_task")
+    changes = {k: v for k, v in fields.items() if getattr(task, k) != v}
+    deps = list(task.depends_on)
+    unmet = task.unmet_deps
+    if add_deps or remove_deps:
+        if task.state not in DEPENDENCY_EDIT_STATES:
+            allowed = ", ".join(s.value for s in sorted(DEPENDENCY_EDIT_STATES, key=list(State).index))
+            raise InvalidTransition(
+                f"dependencies of {task.id} can change only while it is {allowed}", task_id=task.id, state=task.state
+            )
+        missing = [d for d in remove_deps if d not in deps]
+        if missing:
+            raise InvalidInput(f"{task.id} does not depend on {', '.join(missing)}; its depends_on is {deps}")
+        new = [d for d in add_deps if d not in deps and d not in remove_deps]
+        if task.id in new:
+            raise DependencyError(f"dependency cycle: {task.id} -> {task.id}", path=[task.id, task.id])
+        states = t.tx.states_of(sorted(set(new) | set(remove_deps)))
+        unknown = [d for d in new if d not in states]
+        if unknown:
+            raise DependencyError(f"add_depends_on names unknown tasks: {', '.join(unknown)}", unknown=unknown)
+        dead = [d for d in new if states[d] == State.CANCELLED]
+        if dead:
+            raise DependencyError(f"add_depends_on names cancelled tasks that will never be done: {', '.join(dead)}")
+        for dep in new:
+            path = _path(t.tx, dep, task.id)
+            if path is not None:
+                chain = [task.id, *path]
+                raise DependencyError(f"dependency cycle: {' -> '.join(chain)}", path=chain)
+        for dep in remove_deps:
+            t.tx.remove_dep(task.id, dep)
+            deps.remove(dep)
+            unmet -= states[dep] != State.DONE
+        for dep in new:
+            t.tx.add_dep(task.id, dep)
+            deps.append(dep)
+            unmet += states[dep] != State.DONE
+        changes["depends_on"] = sorted(deps)
+        changes["unmet_deps"] = unmet
+    if not changes:
+        return task
+    return t.change(task, None, "updated", changes)
+
+
+def _path(tx: WriteTx, start: str, goal: str) -> list[str] | None:
+    """A depends_on chain from `start` to `goal`, if one exists (breadth-first, one query a level)."""
+    parent: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        if goal in parent:
+            break
+        edges = tx.depends_on_many(frontier)
+        nxt = []
+        for src in frontier:
+            for dst in edges.get(src, []):
+                if dst not in parent:
+                    parent[dst] = src
+                    nxt.append(dst)
+        frontier = nxt
+    if goal not in parent:
+        return None
+    chain: list[str] = []
+    node: str | None = goal
+    while node is not None:
+        chain.append(node)
+        node = parent[node]
+    return chain[::-1]
+
+
+__all__ = ["Tx", "TaskError", "lease_hash"]

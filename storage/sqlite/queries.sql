@@ -1,0 +1,193 @@
+-- Named queries of the SQLite store. Each starts with "-- name: NAME"; the PostgreSQL store
+-- has a file with the same names. List parameters are passed as JSON arrays.
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = :id;
+
+-- name: task_depends_on
+SELECT depends_on FROM deps WHERE task_id = :id ORDER BY depends_on;
+
+-- name: task_blocks
+SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
+
+-- name: dependency_states
+SELECT d.depends_on AS id, t.state AS state
+FROM deps d JOIN tasks t ON t.id = d.depends_on
+WHERE d.task_id = :id;
+
+-- name: states_of
+SELECT id, state FROM tasks WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: depends_on_many
+SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_each(:ids));
+
+-- name: dependents
+SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
+
+-- name: next_ready
+SELECT * FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0
+  AND (not_before IS NULL OR not_before <= :now)
+  AND (:caps IS NULL OR type IN (SELECT value FROM json_each(:caps)))
+  AND (:tags IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:tags) AS want
+        WHERE want.value NOT IN (SELECT value FROM json_each(tasks.tags))))
+ORDER BY priority DESC, created_at, num
+LIMIT 1;
+
+-- name: list_ready
+SELECT id, title, type, priority, tags, created_at, retry_count,
+       checkpoint_data IS NOT NULL AS has_checkpoint, num
+FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0
+  AND (not_before IS NULL OR not_before <= :now)
+  AND (:caps IS NULL OR type IN (SELECT value FROM json_each(:caps)))
+  AND (:tags IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:tags) AS want
+        WHERE want.value NOT IN (SELECT value FROM json_each(tasks.tags))))
+  AND (:after_priority IS NULL OR priority < :after_priority
+       OR (priority = :after_priority
+           AND (created_at > :after_created OR (created_at = :after_created AND num > :after_num))))
+ORDER BY priority DESC, created_at, num
+LIMIT :limit;
+
+-- name: expired_leases
+SELECT * FROM tasks
+WHERE state IN ('ASSIGNED', 'ACTIVE') AND lease_expires_at <= :now
+ORDER BY lease_expires_at
+LIMIT :limit;
+
+-- name: insert_task
+INSERT INTO tasks (
+    id, title, description, type, priority, tags, state, assignee, created_at, assigned_at,
+    started_at, completed_at, retry_count, max_retries, error_log, checkpoint_data,
+    checkpoint_note, progress, checkpoint_timestamp, cycle_time, wait_time, work_time, result,
+    artifacts, version, schema_version, created_by, requires_review, reviewer, lease_hash,
+    lease_expires_at, lease_seconds, not_before, unmet_deps, usage_tokens, usage_api_calls,
+    usage_cost, updated_at)
+VALUES (
+    :id, :title, :description, :type, :priority, :tags, :state, :assignee, :created_at, :assigned_at,
+    :started_at, :completed_at, :retry_count, :max_retries, :error_log, :checkpoint_data,
+    :checkpoint_note, :progress, :checkpoint_timestamp, :cycle_time, :wait_time, :work_time, :result,
+    :artifacts, :version, :schema_version, :created_by, :requires_review, :reviewer, :lease_hash,
+    :lease_expires_at, :lease_seconds, :not_before, :unmet_deps, :usage_tokens, :usage_api_calls,
+    :usage_cost, :updated_at);
+
+-- name: update_task
+-- Compare-and-set: applies only if nobody changed the task since it was read.
+UPDATE tasks SET
+    title = :title, description = :description, type = :type, priority = :priority, tags = :tags,
+    state = :state, assignee = :assignee, assigned_at = :assigned_at, started_at = :started_at,
+    completed_at = :completed_at, retry_count = :retry_count, max_retries = :max_retries,
+    error_log = :error_log, checkpoint_data = :checkpoint_data, checkpoint_note = :checkpoint_note,
+    progress = :progress, checkpoint_timestamp = :checkpoint_timestamp, cycle_time = :cycle_time,
+    wait_time = :wait_time, work_time = :work_time, result = :result, artifacts = :artifacts,
+    version = :version, schema_version = :schema_version, requires_review = :requires_review,
+    reviewer = :reviewer, lease_hash = :lease_hash, lease_expires_at = :lease_expires_at,
+    lease_seconds = :lease_seconds, not_before = :not_before, unmet_deps = :unmet_deps,
+    usage_tokens = :usage_tokens, usage_api_calls = :usage_api_calls, usage_cost = :usage_cost,
+    updated_at = :updated_at
+WHERE id = :id AND version = :expected_version AND state = :expected_state;
+
+-- name: insert_dep
+INSERT INTO deps (task_id, depends_on) VALUES (:task_id, :depends_on);
+
+-- name: delete_dep
+DELETE FROM deps WHERE task_id = :task_id AND depends_on = :depends_on;
+
+-- name: insert_event
+INSERT INTO events (task_id, type, from_state, to_state, actor, at, data)
+VALUES (:task_id, :type, :from_state, :to_state, :actor, :at, :data);
+
+-- name: events_of_task
+SELECT * FROM events WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit;
+
+-- name: events_of_task_latest
+SELECT * FROM (SELECT * FROM events WHERE task_id = :id ORDER BY seq DESC LIMIT :limit) ORDER BY seq;
+
+-- name: events_since
+SELECT * FROM events WHERE seq > :after ORDER BY seq LIMIT :limit;
+
+-- name: last_seq
+SELECT COALESCE(MAX(seq), 0) AS seq FROM events;
+
+-- name: events_of_tasks
+SELECT * FROM events WHERE task_id IN (SELECT value FROM json_each(:ids)) ORDER BY task_id, seq;
+
+-- name: tasks_page
+SELECT * FROM tasks WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: depends_on_of_tasks
+SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_each(:ids))
+ORDER BY task_id, depends_on;
+
+-- name: find_tasks
+SELECT * FROM tasks
+WHERE (:state IS NULL OR state = :state)
+  AND (:assignee IS NULL OR assignee = :assignee)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = :tag))
+  AND (:text IS NULL OR instr(lower(title), lower(:text)) > 0 OR instr(lower(description), lower(:text)) > 0)
+  AND (:after_created IS NULL OR created_at < :after_created
+       OR (created_at = :after_created AND num < :after_num))
+ORDER BY created_at DESC, num DESC
+LIMIT :limit;
+
+-- name: task_num
+SELECT num, created_at, priority FROM tasks WHERE id = :id;
+
+-- name: count_by_state
+SELECT state, COUNT(*) AS n FROM tasks GROUP BY state;
+
+-- name: blocked_by_failed
+SELECT d.task_id AS id, d.depends_on AS dep, x.state AS dep_state
+FROM deps d
+JOIN tasks x ON x.id = d.depends_on
+JOIN tasks t ON t.id = d.task_id
+WHERE x.state IN ('CANCELLED', 'FAILED') AND t.state IN ('BACKLOG', 'PENDING')
+ORDER BY d.task_id, d.depends_on
+LIMIT :limit;
+
+-- name: unmet_mismatches
+SELECT id, unmet_deps, actual FROM (
+    SELECT t.id AS id, t.unmet_deps AS unmet_deps,
+           (SELECT COUNT(*) FROM deps d JOIN tasks x ON x.id = d.depends_on
+            WHERE d.task_id = t.id AND x.state <> 'DONE') AS actual
+    FROM tasks t)
+WHERE unmet_deps <> actual;
+
+-- name: task_ids_with_prefix
+SELECT id FROM tasks WHERE id >= :prefix AND id < :prefix || '~' ORDER BY id LIMIT :limit;
+
+-- name: get_request
+SELECT op, args_hash, response FROM requests WHERE actor = :actor AND request_id = :request_id;
+
+-- name: put_request
+INSERT INTO requests (actor, request_id, op, args_hash, response, at)
+VALUES (:actor, :request_id, :op, :args_hash, :response, :at);
+
+-- name: prune_requests
+DELETE FROM requests WHERE at < :before;
+
+-- name: count_tasks
+SELECT COUNT(*) AS n FROM tasks;
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: has_tasks_table
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks';
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :name, :at);
+
+-- name: schema_objects
+SELECT type, name, tbl_name, sql FROM sqlite_master
+WHERE name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'
+ORDER BY type, name;
