@@ -7,6 +7,14 @@ from typing import Any, Iterable
 from .models import REPLAYED_FIELDS, Difference, Event, Task
 
 
+def _defaults() -> dict[str, Any]:
+    """Field defaults: the created event leaves out fields that start at their default."""
+    return {
+        name: f.get_default(call_default_factory=True)
+        for name, f in Task.model_fields.items()
+        if not f.is_required()
+    }
+
 
 def fold(events: Iterable[Event]) -> Task | None:
     """The task as its events describe it; None when there are no events."""
@@ -14,7 +22,8 @@ def fold(events: Iterable[Event]) -> Task | None:
     for ev in events:
         assigned = ev.data.get("set", {})
         if ev.type == "created":
-            current = dict(assigned)
+            current = _defaults()
+            current.update(assigned)
             current["state"] = ev.to_state
             current["updated_at"] = ev.at
             continue

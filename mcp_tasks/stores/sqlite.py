@@ -336,18 +336,10 @@ class SqliteStore:
                     f"{self.path} has schema version {max(newer)}, newer than this mcp-tasks knows "
                     f"({len(known)}); upgrade mcp-tasks"
                 )
-            now = time.time()
             if not applied and conn.execute(q["has_tasks_table"]).fetchone() is None:
-                for stmt in split_statements(sql_files.schema("sqlite")):
-                    conn.execute(stmt)
-                for m in known:
-                    conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": now})
-                applied = {m.version for m in known}
-            for m in known:
-                if m.version not in applied:
-                    for stmt in split_statements(m.sql):
-                        conn.execute(stmt)
-                    conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": now})
+                create_schema(conn)
+            else:
+                apply_migrations(conn, applied)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -394,6 +386,31 @@ class SqliteStore:
         if self._reader is None:
             raise RuntimeError("store is not open")
         return await self._reader.run(lambda res: schema_fingerprint(res[0]))
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """A new database: the current schema in one go, every migration recorded as applied."""
+    q = sql_files.queries("sqlite")
+    for stmt in split_statements(sql_files.schema("sqlite")):
+        conn.execute(stmt)
+    now = time.time()
+    for m in sql_files.migrations("sqlite"):
+        conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": now})
+
+
+def apply_migrations(conn: sqlite3.Connection, applied: set[int], upto: int | None = None) -> list[int]:
+    """Apply the migrations not in `applied` (up to version `upto`), in order; returns those applied."""
+    q = sql_files.queries("sqlite")
+    conn.execute(q["create_migrations_table"])
+    done = []
+    for m in sql_files.migrations("sqlite"):
+        if m.version in applied or (upto is not None and m.version > upto):
+            continue
+        for stmt in split_statements(m.sql):
+            conn.execute(stmt)
+        conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": time.time()})
+        done.append(m.version)
+    return done
 
 
 def schema_fingerprint(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -25,7 +25,8 @@ SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_ea
 SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
 
 -- name: next_ready
-SELECT * FROM tasks
+-- INDEXED BY: walk the ready index in claim order; blocked tasks are not in it at all.
+SELECT * FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0
   AND (not_before IS NULL OR not_before <= :now)
   AND (:caps IS NULL OR type IN (SELECT value FROM json_each(:caps)))
@@ -38,7 +39,7 @@ LIMIT 1;
 -- name: list_ready
 SELECT id, title, type, priority, tags, created_at, retry_count,
        checkpoint_data IS NOT NULL AS has_checkpoint, num
-FROM tasks
+FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0
   AND (not_before IS NULL OR not_before <= :now)
   AND (:caps IS NULL OR type IN (SELECT value FROM json_each(:caps)))
@@ -52,7 +53,7 @@ ORDER BY priority DESC, created_at, num
 LIMIT :limit;
 
 -- name: expired_leases
-SELECT * FROM tasks
+SELECT * FROM tasks INDEXED BY tasks_lease
 WHERE state IN ('ASSIGNED', 'ACTIVE') AND lease_expires_at <= :now
 ORDER BY lease_expires_at
 LIMIT :limit;

@@ -1,0 +1,87 @@
+"""Several OS processes claiming from one SQLite file: no double claims, dependencies respected."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from mcp_tasks import Registry, State
+from mcp_tasks.stores import SqliteStore
+
+WORKER = Path(__file__).parent / "programs" / "claim_worker.py"
+TASKS = int(os.environ.get("MCP_TASKS_TEST_TASKS", "2000"))
+PROCS = int(os.environ.get("MCP_TASKS_TEST_PROCS", "4"))
+
+
+def lease_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _plan(reg: Registry, n: int, rng: random.Random) -> dict[str, list[str]]:
+    ids: list[str] = []
+    for start in range(0, n, 500):
+        size = min(500, n - start)
+        specs = []
+        for j in range(size):
+            local = [f"k{x}" for x in rng.sample(range(j), min(j, rng.randint(0, 2)))]
+            earlier = rng.sample(ids, min(len(ids), rng.randint(0, 1)))
+            specs.append({"key": f"k{j}", "title": f"task {start + j}", "priority": rng.randint(1, 10),
+                          "depends_on": local + earlier, "max_retries": 10})
+        ids += (await reg.create_tasks(specs)).ids
+    deps = {}
+    for tid in ids:
+        deps[tid] = (await reg.get(tid)).depends_on
+    return deps
+
+
+async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
+    db = str(tmp_path / "shared.db")
+    async with Registry(SqliteStore(db), agent="planner") as reg:
+        deps = await _plan(reg, TASKS, random.Random(11))
+    assert sum(len(d) for d in deps.values()) > TASKS // 2
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    procs = [
+        subprocess.Popen([sys.executable, str(WORKER), db, f"worker-{i}", str(i)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(PROCS)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    claims = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
+    per_worker = [len(out.splitlines()) for out, _ in outputs]
+    assert all(n > 0 for n in per_worker), f"every process should have claimed work: {per_worker}"
+
+    async with Registry(SqliteStore(db), agent="checker") as reg:
+        counts = await reg.counts()
+        assert counts[State.DONE] == TASKS, counts
+        events = []
+        while page := await reg.events_since(events[-1].seq if events else 0, limit=500):
+            events += page
+        assert await reg.verify() == []
+
+    claim_events = [e for e in events if e.type == "claimed"]
+    # exactly one claim event per acknowledged claim, and the same leases
+    assert len(claim_events) == len(claims)
+    assert sorted(e.data["set"]["lease_hash"] for e in claim_events) == sorted(lease_hash(c["lease"]) for c in claims)
+
+    holder: dict[str, str | None] = {}
+    done_seq: dict[str, int] = {}
+    for e in events:
+        if e.type == "claimed":
+            assert holder.get(e.task_id) is None, f"double claim of {e.task_id} at event {e.seq}"
+            holder[e.task_id] = e.actor
+        elif e.to_state in (State.PENDING, State.FAILED, State.DONE) and e.type != "created":
+            holder[e.task_id] = None
+        if e.type == "started":
+            for dep in deps[e.task_id]:
+                assert dep in done_seq and done_seq[dep] < e.seq, f"{e.task_id} started before {dep} was DONE"
+        if e.to_state == State.DONE:
+            done_seq[e.task_id] = e.seq
