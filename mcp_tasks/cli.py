@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
-from . import __version__, config
+from . import __version__, config, timefmt
 from .errors import TaskError
 from .models import Event, Task
 from .registry import Registry
@@ -19,9 +18,7 @@ from .stores import make_store
 
 def iso(ts: float | None) -> str:
     """A timestamp as ISO 8601 UTC, seconds precision; '-' for none."""
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timefmt.iso(ts, ms=False) or "-"
 
 
 def open_registry(args: argparse.Namespace, agent: str | None = None) -> Registry:

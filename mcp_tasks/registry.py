@@ -7,7 +7,6 @@ makes retries by request_id idempotent, and tells listeners which tasks changed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -15,8 +14,8 @@ import random
 import time
 from typing import Any, Callable, TypeVar
 
-from pydantic import BaseModel, ValidationError
 
+from . import arguments as A
 from . import limits
 from . import transactions as T
 from .errors import IdempotencyConflict, InvalidInput, TaskError, TaskNotFound
@@ -30,37 +29,6 @@ from .stores.base import IdCollision, ReadTx, Store
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 Listener = Callable[[set[str]], None]
-
-_UPDATABLE = ("title", "description", "type", "priority", "tags", "requires_review", "max_retries")
-
-
-def _cursor_encode(kind: str, key: tuple[Any, ...]) -> str:
-    raw = json.dumps([kind, *key], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _cursor_decode(kind: str, cursor: str | None, size: int) -> tuple[Any, ...] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        if not isinstance(data, list) or data[0] != kind or len(data) != size + 1:
-            raise ValueError
-        for v in data[1:]:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError
-        return tuple(data[1:])
-    except (ValueError, TypeError, UnicodeDecodeError, IndexError):
-        raise InvalidInput("cursor is not valid here; pass back the next_cursor of the previous page unchanged") from None
-
-
-def _validation_message(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{where}.{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 class Registry:
@@ -114,7 +82,7 @@ class Registry:
         rid = None if request_id is None else limits.text("request_id", request_id, limits.MAX_REQUEST_ID, required=True)
         digest = ""
         if rid is not None:
-            canon = json.dumps(args, sort_keys=True, separators=(",", ":"), default=_canon)
+            canon = json.dumps(args, sort_keys=True, separators=(",", ":"), default=A.canon)
             digest = hashlib.sha256(f"{op}\n{canon}".encode()).hexdigest()
 
         def run(tx: Any) -> tuple[R, set[str]]:
@@ -133,7 +101,7 @@ class Registry:
             t = T.Tx(tx=tx, now=self.clock(), actor=who, policy=self.policy, rng=self.rng)
             result = script(t)
             if rid is not None and t.changed:
-                tx.put_request(who, rid, op, digest, _encode(result), t.now)
+                tx.put_request(who, rid, op, digest, A.encode(result), t.now)
             return result, t.changed
 
         result, changed = await self.store.write(run)
@@ -158,7 +126,7 @@ class Registry:
         request_id: str | None = None,
     ) -> Created:
         """Create a batch; depends_on may name existing ids or keys of this batch. All or nothing."""
-        specs = _validate_batch(tasks)
+        specs = A.batch(tasks)
         args = {"tasks": [s.model_dump() for s in specs], "ready": bool(ready)}
         for _ in range(5):
             ids = [self.new_id() for _ in specs]
@@ -179,7 +147,7 @@ class Registry:
             raise InvalidInput(f"task_ids has {len(task_ids)} items; at most {limits.MAX_BATCH} allowed")
         ids = list(dict.fromkeys(limits.task_id("task_ids item", i) for i in task_ids))
         return await self._write(
-            "schedule", actor, request_id, {"ids": ids}, lambda t: T.schedule(t, ids), _task_list
+            "schedule", actor, request_id, {"ids": ids}, lambda t: T.schedule(t, ids), A.task_list
         )
 
     async def update(
@@ -195,10 +163,10 @@ class Registry:
     ) -> Task:
         """Edit title, description, type, priority, tags, requires_review, max_retries; rewire deps."""
         tid = limits.task_id("task_id", task_id)
-        unknown = sorted(set(fields) - set(_UPDATABLE))
+        unknown = sorted(set(fields) - set(A.UPDATABLE))
         if unknown:
-            raise InvalidInput(f"cannot update {', '.join(unknown)}; updatable fields: {', '.join(_UPDATABLE)}")
-        clean = _validate_fields({k: v for k, v in fields.items() if v is not None})
+            raise InvalidInput(f"cannot update {', '.join(unknown)}; updatable fields: {', '.join(A.UPDATABLE)}")
+        clean = A.fields({k: v for k, v in fields.items() if v is not None})
         if expected_version is not None:
             limits.integer("expected_version", expected_version, 1, 2**62)
         add = [limits.task_id("add_depends_on item", d) for d in (add_depends_on or [])]
@@ -257,11 +225,11 @@ class Registry:
         caps = limits.names("capabilities", capabilities, limits.MAX_TAGS) or None
         want = limits.names("tags", tags, limits.MAX_TAGS) or None
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
-        after = _cursor_decode("r", cursor, 3)
+        after = A.cursor_decode("r", cursor, 3)
         now = self.clock()
         rows = await self.store.read(lambda tx: tx.list_ready(now, caps, want, after, n + 1))  # type: ignore[arg-type]
         items = [s for s, _ in rows[:n]]
-        nxt = _cursor_encode("r", rows[n - 1][1]) if len(rows) > n else None
+        nxt = A.cursor_encode("r", rows[n - 1][1]) if len(rows) > n else None
         return Page[TaskSummary](items=items, next_cursor=nxt)
 
     async def claim(
@@ -289,7 +257,7 @@ class Registry:
 
     async def start(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
         """ASSIGNED -> ACTIVE; renews the lease."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         return await self._write("start", actor, request_id, {"id": tid}, lambda t: T.start(t, tid, tok), Task.model_validate)
 
     async def checkpoint(
@@ -297,7 +265,7 @@ class Registry:
         *, actor: str | None = None, request_id: str | None = None,
     ) -> Task:
         """Save resumable state and progress; renews the lease (use it as the heartbeat)."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         payload = limits.json_value("data", data)
         text = limits.text("note", note, limits.MAX_TEXT)
         pct = None if progress is None else limits.integer("progress", progress, 0, 100)
@@ -312,10 +280,10 @@ class Registry:
         usage: Usage | dict[str, Any] | None = None, *, actor: str | None = None, request_id: str | None = None,
     ) -> Task:
         """ACTIVE -> DONE (or REVIEW when review is required), with result, artifacts and usage."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         res = limits.json_value("result", result)
         arts = limits.artifacts(artifacts)
-        use = _usage(usage)
+        use = A.usage(usage)
         args = {"id": tid, "result": res, "artifacts": arts, "usage": None if use is None else use.model_dump()}
         return await self._write(
             "complete", actor, request_id, args, lambda t: T.complete(t, tid, tok, res, arts, use), Task.model_validate
@@ -326,7 +294,7 @@ class Registry:
         *, actor: str | None = None, request_id: str | None = None,
     ) -> Task:
         """Report failure; retried after a backoff while retries are left, else dead-lettered."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         err = limits.text("error", error, limits.MAX_TEXT, required=True)
         if not isinstance(retryable, bool):
             raise InvalidInput("retryable must be true or false")
@@ -339,7 +307,7 @@ class Registry:
         self, task_id: str, lease: str, reason: str, *, actor: str | None = None, request_id: str | None = None
     ) -> Task:
         """ACTIVE -> PAUSED; the lease stops running until resume."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         why = limits.text("reason", reason, limits.MAX_TEXT, required=True)
         return await self._write(
             "pause", actor, request_id, {"id": tid, "reason": why},
@@ -348,14 +316,14 @@ class Registry:
 
     async def resume(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
         """PAUSED -> ACTIVE; the lease runs again."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         return await self._write("resume", actor, request_id, {"id": tid}, lambda t: T.resume(t, tid, tok), Task.model_validate)
 
     async def release(
         self, task_id: str, lease: str, reason: str | None = None, *, actor: str | None = None, request_id: str | None = None
     ) -> Task:
         """ASSIGNED -> PENDING: give a claimed task back before starting it."""
-        tid, tok = limits.task_id("task_id", task_id), _lease(lease)
+        tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         why = limits.text("reason", reason, limits.MAX_TEXT)
         return await self._write(
             "release", actor, request_id, {"id": tid, "reason": why},
@@ -440,9 +408,9 @@ class Registry:
         tg = None if tag is None else limits.name("tag", tag)
         q = limits.text("text", text, limits.MAX_TITLE) or None
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
-        after = _cursor_decode("f", cursor, 2)
+        after = A.cursor_decode("f", cursor, 2)
         rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1))  # type: ignore[arg-type]
-        nxt = _cursor_encode("f", rows[n - 1][1]) if len(rows) > n else None
+        nxt = A.cursor_encode("f", rows[n - 1][1]) if len(rows) > n else None
         return Page[Task](items=[t for t, _ in rows[:n]], next_cursor=nxt)
 
     async def events(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[Event]:
@@ -508,106 +476,8 @@ class Registry:
             return []
         return await self.store.read(lambda tx: tx.task_ids_with_prefix(prefix, limit))
 
-
-# ---------------------------------------------------------------- argument checks
-
-
-def _lease(lease: Any) -> str:
-    if not isinstance(lease, str) or not lease or len(lease) > 200:
-        raise InvalidInput("lease must be the lease token string returned by claim")
-    return lease
-
-
-def _usage(usage: Any) -> Usage | None:
-    if usage is None:
-        return None
-    try:
-        u = usage if isinstance(usage, Usage) else Usage.model_validate(usage, strict=False)
-    except ValidationError as exc:
-        raise InvalidInput(_validation_message(exc, "usage")) from None
-    limits.integer("usage.tokens", u.tokens, 0, 10**12)
-    limits.integer("usage.api_calls", u.api_calls, 0, 10**9)
-    limits.number("usage.cost", u.cost, 0, 10**9)
-    return u
-
-
-def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in fields.items():
-        if k == "title":
-            out[k] = limits.text("title", v, limits.MAX_TITLE, required=True)
-        elif k == "description":
-            out[k] = limits.text("description", v, limits.MAX_DESCRIPTION) or ""
-        elif k == "type":
-            out[k] = limits.name("type", v)
-        elif k == "priority":
-            out[k] = limits.integer("priority", v, limits.MIN_PRIORITY, limits.MAX_PRIORITY)
-        elif k == "tags":
-            out[k] = limits.names("tags", v, limits.MAX_TAGS)
-        elif k == "requires_review":
-            if not isinstance(v, bool):
-                raise InvalidInput("requires_review must be true or false")
-            out[k] = v
-        elif k == "max_retries":
-            out[k] = limits.integer("max_retries", v, 0, limits.MAX_RETRIES)
-    return out
-
-
-def _validate_batch(tasks: Any) -> list[NewTask]:
-    if not isinstance(tasks, list) or not tasks:
-        raise InvalidInput("tasks must be a non-empty list")
-    if len(tasks) > limits.MAX_BATCH:
-        raise InvalidInput(f"tasks has {len(tasks)} items; at most {limits.MAX_BATCH} per call")
-    specs: list[NewTask] = []
-    keys: set[str] = set()
-    for i, raw in enumerate(tasks):
-        where = f"tasks[{i}]"
-        if isinstance(raw, NewTask):
-            raw = raw.model_dump()
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"{where} must be an object with at least a title")
-        extra = sorted(set(raw) - set(NewTask.model_fields))
-        if extra:
-            raise InvalidInput(f"{where} has unknown fields {extra}; allowed: {', '.join(NewTask.model_fields)}")
-        try:
-            spec = NewTask.model_validate(raw)
-        except ValidationError as exc:
-            raise InvalidInput(_validation_message(exc, where)) from None
-        fields = _validate_fields(
-            {k: getattr(spec, k) for k in ("title", "description", "type", "priority", "tags", "requires_review", "max_retries")}
-        )
-        key = None
-        if spec.key is not None:
-            key = limits.name(f"{where}.key", spec.key)
-            if key in keys:
-                raise InvalidInput(f"{where}.key {key!r} is used twice in this batch; keys must be unique")
-            keys.add(key)
-        deps = spec.depends_on
-        if not isinstance(deps, list) or len(deps) > limits.MAX_DEPENDS:
-            raise InvalidInput(f"{where}.depends_on must be a list of at most {limits.MAX_DEPENDS} ids or keys")
-        for d in deps:
-            limits.name(f"{where}.depends_on item", d)
-        specs.append(NewTask(key=key, depends_on=list(dict.fromkeys(deps)), **fields))
-    for i, spec in enumerate(specs):
-        for d in spec.depends_on:
-            if d not in keys:
-                limits.task_id(f"tasks[{i}].depends_on item (neither a key of this batch nor a task id)", d)
-    return specs
-
-
-def _task_list(value: Any) -> list[Task]:
-    return [Task.model_validate(v) for v in value]
-
-
-def _canon(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot hash {type(value).__name__}")
-
-
-def _encode(result: Any) -> str:
-    if isinstance(result, BaseModel):
-        return result.model_dump_json()
-    if isinstance(result, list):
-        return "[" + ",".join(r.model_dump_json() for r in result) + "]"
-    return json.dumps(result)
+    async def complete_agents(self, prefix: str, limit: int = 50) -> list[str]:
+        """Agent names (assignees) starting with `prefix` (for completions)."""
+        if not isinstance(prefix, str) or len(prefix) > limits.MAX_AGENT:
+            return []
+        return await self.store.read(lambda tx: tx.assignees_with_prefix(prefix, limit))

@@ -66,6 +66,24 @@ class ReadTx(Protocol):
 
     def task_ids_with_prefix(self, prefix: str, limit: int) -> list[str]: ...
 
+    def assignees_with_prefix(self, prefix: str, limit: int) -> list[str]: ...
+
+    def tasks_in_state(self, state: State, limit: int) -> list[Task]: ...
+
+    def oldest_ready(self, now: float) -> float | None: ...
+
+    def done_rows(self) -> list[dict[str, Any]]:
+        """assignee, type, wait/work/cycle_time, retry_count, usage_* of every DONE task."""
+        ...
+
+    def counts_by_type_state(self) -> list[tuple[str, State, int, int]]:
+        """(type, state, tasks, retries) for every pair present."""
+        ...
+
+    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
+        """(event type, actor, lease holder, count) for 'failed' and 'lease_expired' events."""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """Changes, available inside `Store.write` only."""

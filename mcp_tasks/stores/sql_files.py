@@ -7,19 +7,15 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-_PKG = Path(__file__).resolve().parent.parent
-# In a wheel the files are package data under mcp_tasks/; in a source checkout they sit beside it.
-_CANDIDATES = (_PKG / "storage", _PKG.parent / "storage")
+from ..packaged import data_folder
+
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 def storage_dir(dialect: str) -> Path:
     """The folder holding `dialect`'s SQL files."""
-    for base in _CANDIDATES:
-        if (base / dialect / "queries.sql").is_file():
-            return base / dialect
-    raise FileNotFoundError(f"SQL files for {dialect!r} not found (looked in {[str(c) for c in _CANDIDATES]})")
+    return data_folder("storage", f"{dialect}/queries.sql") / dialect
 
 
 @cache

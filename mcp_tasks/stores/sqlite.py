@@ -171,6 +171,25 @@ class SqliteTx:
     def task_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         return [r[0] for r in self._all("task_ids_with_prefix", {"prefix": prefix, "limit": limit})]
 
+    def assignees_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        return [r[0] for r in self._all("assignees_with_prefix", {"prefix": prefix, "limit": limit})]
+
+    def tasks_in_state(self, state: State, limit: int) -> list[Task]:
+        return [self._task(r) for r in self._all("tasks_in_state", {"state": state.value, "limit": limit})]
+
+    def oldest_ready(self, now: float) -> float | None:
+        row = self._one("oldest_ready", {"now": now})
+        return None if row is None else row["created_at"]
+
+    def done_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._all("done_rows")]
+
+    def counts_by_type_state(self) -> list[tuple[str, State, int, int]]:
+        return [(r["type"], _STATES[r["state"]], r["n"], r["retries"] or 0) for r in self._all("counts_by_type_state")]
+
+    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
+        return [(r["type"], r["actor"], r["holder"], r["n"]) for r in self._all("failure_counts")]
+
     # ---- writes
     def next_ready(self, now: float, caps: list[str] | None, tags: list[str] | None) -> Task | None:
         row = self._one(

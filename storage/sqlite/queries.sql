@@ -192,3 +192,28 @@ INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :nam
 SELECT type, name, tbl_name, sql FROM sqlite_master
 WHERE name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'
 ORDER BY type, name;
+
+-- name: tasks_in_state
+SELECT * FROM tasks WHERE state = :state ORDER BY updated_at DESC LIMIT :limit;
+
+-- name: oldest_ready
+SELECT MIN(created_at) AS created_at FROM tasks INDEXED BY tasks_ready
+WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= :now);
+
+-- name: done_rows
+SELECT assignee, type, wait_time, work_time, cycle_time, retry_count,
+       usage_tokens, usage_api_calls, usage_cost
+FROM tasks WHERE state = 'DONE';
+
+-- name: counts_by_type_state
+SELECT type, state, COUNT(*) AS n, SUM(retry_count) AS retries FROM tasks GROUP BY type, state;
+
+-- name: failure_counts
+SELECT type, actor, json_extract(data, '$.holder') AS holder, COUNT(*) AS n
+FROM events WHERE type IN ('failed', 'lease_expired')
+GROUP BY type, actor, holder;
+
+-- name: assignees_with_prefix
+SELECT DISTINCT assignee FROM tasks INDEXED BY tasks_assignee
+WHERE assignee IS NOT NULL AND substr(assignee, 1, length(:prefix)) = :prefix
+ORDER BY assignee LIMIT :limit;

@@ -71,6 +71,7 @@ CREATE TABLE events (
     data       TEXT NOT NULL DEFAULT '{}'           -- JSON object; data.set = fields assigned
 );
 CREATE INDEX events_task ON events (task_id, seq);
+CREATE INDEX events_type ON events (type, actor);
 
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN

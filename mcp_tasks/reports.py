@@ -1,0 +1,123 @@
+"""Read-side summaries for people: the board and the metrics (DESIGN 3.6).
+
+Used by the MCP resources, the CLI `stats` command and the dashboard alike.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel
+
+from .registry import Registry
+from .states import State
+from .timefmt import iso
+
+HELD = (State.ASSIGNED, State.ACTIVE, State.PAUSED, State.REVIEW)
+
+
+class Board(BaseModel):
+    """Who holds what, what is stuck, and how much is queued."""
+
+    counts: dict[str, int]
+    ready: int
+    oldest_ready_age_s: float | None
+    held: dict[str, list[dict[str, Any]]]
+    dead_letters: list[dict[str, Any]]
+    blocked_by_failed: list[dict[str, Any]]
+
+
+async def board(reg: Registry, limit: int = 100) -> Board:
+    """The board: counts by state, held work by agent, dead letters, work blocked by failures."""
+    now = reg.clock()
+
+    def read(tx: Any) -> tuple[Any, ...]:
+        held = [t for s in HELD for t in tx.tasks_in_state(s, limit)]
+        dead = tx.tasks_in_state(State.FAILED, limit)
+        ready = tx.list_ready(now, None, None, None, limit + 1)
+        return tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now), ready
+
+    counts, held, dead, blocked, oldest, ready = await reg.store.read(read)
+    by_agent: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for t in held:
+        by_agent[t.assignee or "-"].append({"id": t.id, "title": t.title, "state": t.state.value,
+                                             "lease_expires_at": iso(t.lease_expires_at)})
+    return Board(
+        counts={s.value: counts.get(s, 0) for s in State},
+        ready=len(ready) if len(ready) <= limit else limit,
+        oldest_ready_age_s=None if oldest is None else round(now - oldest, 3),
+        held=dict(sorted(by_agent.items())),
+        dead_letters=[{"id": t.id, "title": t.title, "retry_count": t.retry_count,
+                       "last_error": t.error_log[-1]["error"] if t.error_log else None} for t in dead],
+        blocked_by_failed=[{"id": tid, "dependency": dep, "dependency_state": st.value} for tid, dep, st in blocked],
+    )
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return round(s[lo] + (s[hi] - s[lo]) * (k - lo), 3)
+
+
+class Metrics(BaseModel):
+    """Aggregates by agent and by type, queue depth by state, and the oldest ready task's age."""
+
+    by_agent: dict[str, dict[str, Any]]
+    by_type: dict[str, dict[str, Any]]
+    queue: dict[str, int]
+    oldest_ready_age_s: float | None
+
+
+def _group() -> dict[str, Any]:
+    return {"done": 0, "failed": 0, "lease_expiries": 0, "retries": 0, "cycle": [], "work": [],
+            "tokens": 0, "api_calls": 0, "cost": 0.0}
+
+
+async def metrics(reg: Registry) -> Metrics:
+    """Done, failed, success rate, p50/p95 times, retries, lease expiries and usage."""
+    now = reg.clock()
+
+    def read(tx: Any) -> tuple[Any, ...]:
+        return tx.done_rows(), tx.counts_by_type_state(), tx.failure_counts(), tx.count_by_state(), tx.oldest_ready(now)
+
+    done, by_type_state, failures, counts, oldest = await reg.store.read(read)
+    agents: dict[str, dict[str, Any]] = defaultdict(_group)
+    types: dict[str, dict[str, Any]] = defaultdict(_group)
+    for r in done:
+        for g in (agents[r["assignee"] or "-"], types[r["type"]]):
+            g["done"] += 1
+            g["tokens"] += r["usage_tokens"]
+            g["api_calls"] += r["usage_api_calls"]
+            g["cost"] += r["usage_cost"]
+            if r["cycle_time"] is not None:
+                g["cycle"].append(r["cycle_time"])
+            if r["work_time"] is not None:
+                g["work"].append(r["work_time"])
+    for typ, state, n, retries in by_type_state:
+        types[typ]["retries"] += retries
+        if state == State.FAILED:
+            types[typ]["failed"] += n
+    for kind, actor, holder, n in failures:
+        if kind == "failed":
+            agents[actor]["failed"] += n
+        else:
+            agents[holder or "-"]["lease_expiries"] += n
+
+    def finish(g: dict[str, Any], attempts: int) -> dict[str, Any]:
+        cycle, work = g.pop("cycle"), g.pop("work")
+        g["success_rate"] = None if attempts == 0 else round(g["done"] / attempts, 4)
+        g["cycle_p50"], g["cycle_p95"] = _pct(cycle, 0.5), _pct(cycle, 0.95)
+        g["work_p50"], g["work_p95"] = _pct(work, 0.5), _pct(work, 0.95)
+        g["cost"] = round(g["cost"], 6)
+        return g
+
+    return Metrics(
+        by_agent={a: finish(g, g["done"] + g["failed"] + g["lease_expiries"]) for a, g in sorted(agents.items())},
+        by_type={t: finish(g, g["done"] + g["failed"]) for t, g in sorted(types.items())},
+        queue={s.value: counts.get(s, 0) for s in State},
+        oldest_ready_age_s=None if oldest is None else round(now - oldest, 3),
+    )

@@ -1,0 +1,130 @@
+"""The server factory: an MCPServer over one registry, with its reaper and change follower."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+
+from .. import __version__, limits
+from ..registry import Registry
+from ..rules import Policy
+from ..stores import make_store
+from .notify import ChangeFollower, LegacySubscriptions, publisher
+from .prompts import build_prompts
+from .resources import register_resources
+from .tools import build_tools
+
+AGENT_HEADER = "x-mcp-tasks-agent"
+INSTRUCTIONS = (
+    "Shared task registry. Claim a task before working on it and pass the lease token from claim to "
+    "start, checkpoint, complete, fail, pause, resume and release. Checkpoint every few minutes (it renews "
+    "the lease); a lost lease means someone else may take the task. On failure call fail with a clear error. "
+    "The work-loop prompt explains the whole cycle."
+)
+
+
+@dataclass
+class AppState:
+    """What the tools, resources and prompts share; filled by the lifespan."""
+
+    db: str
+    agent: str
+    policy: Policy
+    synchronous: str = "FULL"
+    trust_agent_header: bool = False
+    reaper_interval: float = 5.0
+    poll_interval: float = 0.5
+    clock: Callable[[], float] = time.time
+    registry: Registry = field(default=None)  # type: ignore[assignment]
+    follower: ChangeFollower | None = None
+    users: int = 0
+
+    def actor(self, ctx: Context | None) -> str:
+        """Who is calling: the X-MCP-Tasks-Agent header where trusted (loopback HTTP), else the server's agent."""
+        if self.trust_agent_header and ctx is not None:
+            try:
+                headers = ctx.headers or {}
+            except Exception:  # no HTTP request behind this call
+                headers = {}
+            name = headers.get(AGENT_HEADER)
+            if name:
+                return limits.agent(name)
+        return self.agent
+
+
+def create_server(
+    db: str,
+    *,
+    agent: str = "agent",
+    policy: Policy | None = None,
+    synchronous: str = "FULL",
+    trust_agent_header: bool = False,
+    reaper_interval: float = 5.0,
+    poll_interval: float = 0.5,
+    clock: Callable[[], float] = time.time,
+) -> MCPServer:
+    """An MCP server over the registry in `db` (a SQLite file)."""
+    app = AppState(
+        db=db, agent=limits.agent(agent), policy=policy or Policy(), synchronous=synchronous,
+        trust_agent_header=trust_agent_header, reaper_interval=reaper_interval, poll_interval=poll_interval,
+        clock=clock,
+    )
+    bus = InMemorySubscriptionBus()
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
+        # The in-memory test client enters the lifespan once per connection: share one registry.
+        if app.users:
+            app.users += 1
+            try:
+                yield app
+            finally:
+                app.users -= 1
+            return
+        registry = Registry(make_store(app.db, synchronous=app.synchronous), agent=app.agent,
+                            policy=app.policy, clock=app.clock)
+        async with registry:
+            follower = ChangeFollower(registry, publisher(bus, legacy), app.poll_interval)
+            stop_listening = registry.add_listener(follower.poke)
+            app.registry, app.follower, app.users = registry, follower, 1
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(registry.run_reaper, app.reaper_interval)
+                    tg.start_soon(follower.run)
+                    try:
+                        yield app
+                    finally:
+                        tg.cancel_scope.cancel()
+            finally:
+                stop_listening()
+                app.users = 0
+                app.registry = None  # type: ignore[assignment]
+                app.follower = None
+
+    mcp: MCPServer = MCPServer(
+        "mcp-tasks",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=bus,
+        tools=build_tools(app),
+    )
+    legacy = LegacySubscriptions(mcp)
+    register_resources(mcp, app)
+    for prompt in build_prompts(app):
+        mcp.add_prompt(prompt)
+    mcp.app_state = app  # type: ignore[attr-defined]  # for the CLI, dashboard and tests
+    mcp.legacy_subscriptions = legacy  # type: ignore[attr-defined]
+    return mcp
+
+
+def state_of(mcp: MCPServer) -> AppState:
+    """The AppState of a server made by create_server."""
+    return mcp.app_state  # type: ignore[attr-defined,no-any-return]

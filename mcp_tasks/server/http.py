@@ -1,0 +1,66 @@
+"""Streamable HTTP: MCP at /mcp and a health check at /healthz, loopback only until token auth."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from .. import __version__
+from .app import state_of
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_loopback(host: str) -> None:
+    """Refuse to serve other hosts: there is no authentication yet."""
+    if not is_loopback(host):
+        raise SystemExit(
+            f"refusing to listen on {host}: HTTP has no token authentication yet, so mcp-tasks only binds "
+            "loopback addresses (127.0.0.1, ::1, localhost). Put an authenticating proxy in front, or use stdio."
+        )
+
+
+def build_http_app(mcp: MCPServer, host: str = "127.0.0.1") -> Starlette:
+    """The ASGI app: /mcp (Streamable HTTP, both protocol eras) and /healthz."""
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host)
+    app_state = state_of(mcp)
+
+    async def healthz(request: Request) -> JSONResponse:
+        reg = app_state.registry
+        if reg is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            seq = await reg.last_seq()
+        except Exception as exc:  # the database is unreadable: say so, do not crash
+            return JSONResponse({"status": "error", "error": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__, "last_event": seq})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with mcp.session_manager.run():  # also enters the MCP lifespan (opens the registry)
+            yield
+
+    return Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], lifespan=lifespan)
+
+
+def serve_http(mcp: MCPServer, host: str, port: int) -> None:
+    """Run the HTTP server until interrupted."""
+    import uvicorn
+
+    require_loopback(host)
+    uvicorn.run(build_http_app(mcp, host), host=host, port=port, log_level="warning")

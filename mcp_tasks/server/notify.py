@@ -1,0 +1,136 @@
+"""Telling subscribers what changed, in both protocol eras, whichever process made the change.
+
+One mechanism: every server process follows the event log (woken at once by its own writes,
+polling for other processes' writes) and turns new events into resource-updated cues for
+`subscriptions/listen` streams (2026-07-28) and `resources/subscribe` sessions (2025-11-25).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable, Iterable
+
+import anyio
+from mcp.server import ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
+from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+
+from ..models import Event
+from ..registry import Registry
+
+log = logging.getLogger(__name__)
+GLOBAL_URIS = ("tasks://board", "tasks://available", "events://recent", "metrics://summary")
+
+
+def uris_for(events: Iterable[Event]) -> list[str]:
+    """Resource URIs whose content the given events change."""
+    uris: dict[str, None] = dict.fromkeys(GLOBAL_URIS)
+    for e in events:
+        uris[f"task://{e.task_id}"] = None
+        uris[f"task://{e.task_id}/events"] = None
+        agents = {e.actor, e.data.get("holder"), e.data.get("set", {}).get("assignee")}
+        for agent in agents:
+            if isinstance(agent, str) and agent != "reaper":
+                uris[f"agent://{agent}/tasks"] = None
+    return list(uris)
+
+
+class LegacySubscriptions:
+    """resources/subscribe and unsubscribe for 2025-era clients (MCPServer does not serve them)."""
+
+    def __init__(self, server: MCPServer) -> None:
+        self._by_uri: dict[str, dict[int, ServerSession]] = {}
+        low = server._lowlevel_server  # the SDK's documented workaround for legacy subscriptions
+        low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
+        low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
+
+    @staticmethod
+    def _key(session: ServerSession) -> int:
+        return id(getattr(session, "_connection", None) or session.client_params)
+
+    async def _subscribe(self, ctx: ServerRequestContext, params: SubscribeRequestParams) -> EmptyResult:
+        key = self._key(ctx.session)
+        subs = self._by_uri.setdefault(params.uri, {})
+        if key not in subs:
+            subs[key] = ctx.session
+            connection = getattr(ctx.session, "_connection", None)
+            if connection is not None:  # forget the subscription when the connection closes
+                connection.exit_stack.callback(self._forget, params.uri, key)
+        return EmptyResult()
+
+    async def _unsubscribe(self, ctx: ServerRequestContext, params: UnsubscribeRequestParams) -> EmptyResult:
+        self._forget(params.uri, self._key(ctx.session))
+        return EmptyResult()
+
+    def _forget(self, uri: str, key: int) -> None:
+        subs = self._by_uri.get(uri)
+        if subs is not None:
+            subs.pop(key, None)
+            if not subs:
+                del self._by_uri[uri]
+
+    def count(self) -> int:
+        """Open subscriptions (for tests and diagnostics)."""
+        return sum(len(s) for s in self._by_uri.values())
+
+    async def updated(self, uri: str) -> None:
+        for session in list(self._by_uri.get(uri, {}).values()):
+            await session.send_resource_updated(uri)  # best effort: never raises
+
+
+class ChangeFollower:
+    """Follows the event log and publishes resource updates for every new event."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        publish: Callable[[list[str]], Awaitable[None]],
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.registry = registry
+        self.publish = publish
+        self.poll_interval = poll_interval
+        self.last_seq = 0
+        self._wake = anyio.Event()
+
+    def poke(self, _changed: Any = None) -> None:
+        """Wake the follower now (this process just wrote something)."""
+        self._wake.set()
+
+    async def catch_up(self) -> int:
+        """Publish everything after the last seen event; returns how many events were read."""
+        read = 0
+        while True:
+            events = await self.registry.events_since(self.last_seq, limit=500)
+            if not events:
+                return read
+            self.last_seq = events[-1].seq
+            read += len(events)
+            await self.publish(uris_for(events))
+            if len(events) < 500:
+                return read
+
+    async def run(self) -> None:
+        """Follow forever (cancel to stop)."""
+        self.last_seq = await self.registry.last_seq()
+        while True:
+            with anyio.move_on_after(self.poll_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.catch_up()
+            except Exception:  # keep following; the next round retries from last_seq
+                log.exception("change follower failed")
+
+
+def publisher(bus: SubscriptionBus, legacy: LegacySubscriptions) -> Callable[[list[str]], Awaitable[None]]:
+    """Publish URIs to listen streams and legacy subscribers."""
+
+    async def publish(uris: list[str]) -> None:
+        for uri in uris:
+            await bus.publish(ResourceUpdated(uri=uri))
+            await legacy.updated(uri)
+
+    return publish

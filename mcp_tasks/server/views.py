@@ -1,0 +1,210 @@
+"""What tools and resources return: compact views of domain objects (None fields are dropped).
+
+Times are ISO 8601 UTC strings; lease tokens appear only in ClaimResult.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..models import Event, Readiness, Task, TaskSummary
+from ..states import State, allowed_actions
+from ..timefmt import iso
+
+
+class TaskBrief(BaseModel):
+    """A ready task as list_available shows it."""
+
+    id: str
+    title: str
+    type: str
+    priority: int
+    tags: list[str] | None = None
+    retries: int | None = None
+    has_checkpoint: bool | None = None
+
+
+class Available(BaseModel):
+    """Ready tasks in claim order."""
+
+    tasks: list[TaskBrief]
+    next_cursor: str | None = None
+
+
+class TaskRow(BaseModel):
+    """One line of find_tasks."""
+
+    id: str
+    title: str
+    state: str
+    priority: int
+    type: str
+    assignee: str | None = None
+    updated_at: str
+
+
+class Found(BaseModel):
+    """Tasks matching find_tasks filters, newest first."""
+
+    tasks: list[TaskRow]
+    next_cursor: str | None = None
+
+
+class TaskStatus(BaseModel):
+    """A task after a change: its state, version, and what to do next."""
+
+    id: str
+    state: str
+    version: int
+    lease_expires_at: str | None = None
+    next: str | None = Field(None, description="What can happen to the task now")
+
+
+class TaskDetail(BaseModel):
+    """A whole task, as claim and get_task return it."""
+
+    id: str
+    title: str
+    description: str | None = None
+    state: str
+    type: str
+    priority: int
+    tags: list[str] | None = None
+    assignee: str | None = None
+    depends_on: list[str] | None = None
+    blocks: list[str] | None = None
+    readiness: str | None = None
+    retry_count: int
+    max_retries: int
+    checkpoint: Any = None
+    checkpoint_note: str | None = None
+    progress: int | None = None
+    checkpoint_at: str | None = None
+    result: Any = None
+    artifacts: list[str] | None = None
+    errors: list[str] | None = Field(None, description="Latest errors, newest last")
+    requires_review: bool | None = None
+    reviewer: str | None = None
+    lease_expires_at: str | None = None
+    not_before: str | None = None
+    created_at: str
+    created_by: str
+    updated_at: str
+    times: dict[str, float] | None = None
+    usage: dict[str, float] | None = None
+    version: int
+
+
+class ClaimResult(BaseModel):
+    """The claimed task and its lease; pass `lease` to every later call on the task."""
+
+    task: TaskDetail | None = None
+    lease: str | None = None
+    lease_expires_at: str | None = None
+    message: str | None = None
+
+
+class EventView(BaseModel):
+    """One event of the log."""
+
+    seq: int
+    at: str
+    task_id: str
+    type: str
+    actor: str
+    from_state: str | None = None
+    to_state: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class TaskWithEvents(BaseModel):
+    """get_task: the task and, when asked, its latest events (EventView objects)."""
+
+    task: TaskDetail
+    events: list[dict[str, Any]] | None = None
+
+
+class CreatedResult(BaseModel):
+    """Ids of the new tasks, in batch order and by key."""
+
+    ids: list[str]
+    by_key: dict[str, str] | None = None
+
+
+class Scheduled(BaseModel):
+    """Tasks moved from BACKLOG to PENDING."""
+
+    tasks: list[TaskStatus]
+
+
+# ---------------------------------------------------------------- converters
+
+
+def brief(s: TaskSummary) -> TaskBrief:
+    return TaskBrief(
+        id=s.id, title=s.title, type=s.type, priority=s.priority, tags=s.tags or None,
+        retries=s.retry_count or None, has_checkpoint=s.has_checkpoint or None,
+    )
+
+
+def row(t: Task) -> TaskRow:
+    return TaskRow(id=t.id, title=t.title, state=t.state, priority=t.priority, type=t.type,
+                   assignee=t.assignee, updated_at=iso(t.updated_at) or "")
+
+
+def _next(t: Task) -> str:
+    if t.state == State.PENDING and t.not_before is not None and t.retry_count:
+        return f"queued for retry {t.retry_count}/{t.max_retries} (not before {iso(t.not_before)})"
+    if t.state == State.FAILED:
+        return "dead letter: no retries left; retry or cancel it by hand"
+    if t.state == State.REVIEW:
+        return "waiting for review by someone other than the assignee"
+    acts = allowed_actions(t.state)
+    return "allowed: " + ", ".join(acts) if acts else "finished"
+
+
+def status(t: Task) -> TaskStatus:
+    return TaskStatus(
+        id=t.id, state=t.state, version=t.version, lease_expires_at=iso(t.lease_expires_at), next=_next(t),
+    )
+
+
+def detail(t: Task, ready: Readiness | None = None) -> TaskDetail:
+    times = None
+    if t.cycle_time is not None:
+        times = {k: round(v, 3) for k, v in
+                 (("wait", t.wait_time), ("work", t.work_time), ("cycle", t.cycle_time)) if v is not None}
+    usage = None
+    if t.usage.tokens or t.usage.api_calls or t.usage.cost:
+        usage = {"tokens": t.usage.tokens, "api_calls": t.usage.api_calls, "cost": t.usage.cost}
+    return TaskDetail(
+        id=t.id, title=t.title, description=t.description or None, state=t.state, type=t.type,
+        priority=t.priority, tags=t.tags or None, assignee=t.assignee, depends_on=t.depends_on or None,
+        blocks=t.blocks or None, readiness=None if ready is None or t.state != State.PENDING else ready.reason,
+        retry_count=t.retry_count, max_retries=t.max_retries, checkpoint=t.checkpoint_data,
+        checkpoint_note=t.checkpoint_note, progress=t.progress, checkpoint_at=iso(t.checkpoint_timestamp),
+        result=t.result, artifacts=t.artifacts or None,
+        errors=[e["error"] for e in t.error_log[-3:]] or None,
+        requires_review=t.requires_review or None, reviewer=t.reviewer,
+        lease_expires_at=iso(t.lease_expires_at), not_before=iso(t.not_before),
+        created_at=iso(t.created_at) or "", created_by=t.created_by, updated_at=iso(t.updated_at) or "",
+        times=times, usage=usage, version=t.version,
+    )
+
+
+def event(e: Event) -> EventView:
+    data = {k: v for k, v in e.data.items() if k != "set"}
+    fields = {k: v for k, v in e.data.get("set", {}).items() if k != "lease_hash"}
+    if fields and e.type != "created":
+        data["set"] = fields
+    return EventView(
+        seq=e.seq, at=iso(e.at) or "", task_id=e.task_id, type=e.type, actor=e.actor,
+        from_state=e.from_state, to_state=e.to_state, data=data or None,
+    )
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict without None fields."""
+    return model.model_dump(mode="json", exclude_none=True)
