@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from . import __version__, config, timefmt
 from .errors import TaskError
@@ -147,6 +148,109 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .rules import Policy
+    from .server import create_server, serve_http
+    from .server.http import require_loopback
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    if args.http:
+        require_loopback(args.host)
+    policy = Policy(lease_seconds=args.lease_seconds) if args.lease_seconds else None
+    mcp = create_server(
+        config.resolve_db(args.db), agent=args.agent or config.default_agent(), policy=policy,
+        synchronous=config.resolve_sync(args.sync), trust_agent_header=args.http,
+        reaper_interval=args.reaper_interval, log_level=args.log_level.upper(),
+    )
+    if args.http:
+        print(f"mcp-tasks: serving http://{args.host}:{args.port}/mcp (health: /healthz)", file=sys.stderr)
+        serve_http(mcp, args.host, args.port)
+    else:
+        mcp.run()
+    return 0
+
+
+async def cmd_events(args: argparse.Namespace) -> int:
+    async with open_registry(args) as reg:
+        if args.task:
+            after = 0
+            while page := await reg.events(args.task, after=after, limit=500):
+                for ev in page:
+                    print(format_event(ev), flush=True)
+                after = page[-1].seq
+            if not args.follow:
+                return 0
+        seq = args.since if args.since is not None else max(0, await reg.last_seq() - args.last)
+        if args.task:
+            seq = max(seq, after)
+        while True:
+            page = await reg.events_since(seq, limit=500)
+            for ev in page:
+                if not args.task or ev.task_id == args.task:
+                    print(format_event(ev), flush=True)
+            if page:
+                seq = page[-1].seq
+            if len(page) == 500:
+                continue
+            if not args.follow:
+                return 0
+            await asyncio.sleep(args.interval)
+
+
+async def cmd_stats(args: argparse.Namespace) -> int:
+    from . import reports
+
+    async with open_registry(args) as reg:
+        board = await reports.board(reg)
+        metrics = await reports.metrics(reg)
+    if args.json:
+        print(json.dumps({"board": board.model_dump(), "metrics": metrics.model_dump()}, indent=2))
+        return 0
+    print("queue: " + ", ".join(f"{k} {v}" for k, v in board.counts.items() if v) or "queue: empty")
+    age = board.oldest_ready_age_s
+    print(f"ready now: {board.ready}" + ("" if age is None else f" (oldest waiting {age:.0f}s)"))
+    for agent, held in board.held.items():
+        print(f"held by {agent}: " + ", ".join(f"{h['id']} ({h['state']})" for h in held))
+    for d in board.dead_letters:
+        print(f"dead letter: {d['id']} {_short(d['title'])} - {_short(d['last_error'] or '', 60)}")
+    for b in board.blocked_by_failed:
+        print(f"blocked by failed work: {b['id']} waits on {b['dependency']} ({b['dependency_state']})")
+    for title, groups in (("by agent", metrics.by_agent), ("by type", metrics.by_type)):
+        if not groups:
+            continue
+        rows = [[name, g["done"], g["failed"], g.get("lease_expiries", 0), g["retries"],
+                 "-" if g["success_rate"] is None else f"{g['success_rate']:.0%}",
+                 "-" if g["cycle_p50"] is None else f"{g['cycle_p50']:.1f}s",
+                 "-" if g["cycle_p95"] is None else f"{g['cycle_p95']:.1f}s", g["tokens"], f"{g['cost']:.4f}"]
+                for name, g in groups.items()]
+        print(f"\n{title}:")
+        print(_table(rows, ["name", "done", "failed", "expired", "retries", "success", "cycle p50", "p95", "tokens", "cost"]))
+    return 0
+
+
+async def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import differences
+
+    async with open_registry(args) as reg:
+        replayed = await reg.replay(args.task_id)
+        stored = await reg.get(args.task_id)
+        events = await reg.events(args.task_id, limit=500)
+    print(json.dumps(replayed.model_dump(mode="json", exclude={"blocks"}), indent=2))
+    diffs = differences(stored, events) if len(events) < 500 else []
+    if diffs:
+        for d in diffs:
+            print(f"differs: {d.field}: stored={d.stored!r} replayed={d.replayed!r}", file=sys.stderr)
+        return 1
+    print(f"replay of {len(events)} events equals the stored task", file=sys.stderr)
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return await run(args)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -194,14 +298,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", parents=[common], help="replay every task from its events and compare")
     s.set_defaults(run=cmd_verify)
+
+    s = sub.add_parser("serve", parents=[common], help="run the MCP server (stdio, or --http)")
+    s.add_argument("--agent", help=f"agent name on stdio (default: ${config.ENV_AGENT} or USER-PID)")
+    s.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead of stdio")
+    s.add_argument("--host", default="127.0.0.1", help="HTTP address (loopback only for now)")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--lease-seconds", type=float, help="default lease length (default 600)")
+    s.add_argument("--reaper-interval", type=float, default=5.0, help="seconds between lease sweeps")
+    s.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(run=cmd_serve, sync_command=True)
+
+    s = sub.add_parser("events", parents=[common], help="print the event log (--follow to tail it)")
+    s.add_argument("--task", help="only this task's events")
+    s.add_argument("--since", type=int, help="start after this sequence number")
+    s.add_argument("--last", type=int, default=50, help="without --since: show the last N events (default 50)")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    s.add_argument("--interval", type=float, default=0.5, help="--follow poll interval in seconds")
+    s.set_defaults(run=cmd_events)
+
+    s = sub.add_parser("stats", parents=[common], help="board and metrics: queue, holders, dead letters, times")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_stats)
+
+    s = sub.add_parser("replay", parents=[common], help="rebuild one task from its events and compare")
+    s.add_argument("task_id")
+    s.set_defaults(run=cmd_replay)
+
+    s = sub.add_parser("demo", help="watch simulated agents share a registry over MCP (about 30 s)")
+    s.add_argument("--seed", type=int, default=7, help="seed of the simulated work (default 7)")
+    s.add_argument("--keep", action="store_true", help="keep the temporary database and print its path")
+    s.add_argument("--verbose", action="store_true", help="also log every checkpoint")
+    s.add_argument("--timeout", type=float, default=90.0, help="give up after this many seconds (default 90)")
+    s.set_defaults(run=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mcp-tasks` console script."""
     args = build_parser().parse_args(argv)
-    runner: Callable[[argparse.Namespace], Awaitable[int]] = args.run
+    runner: Callable[[argparse.Namespace], Any] = args.run
     try:
+        if getattr(args, "sync_command", False):
+            return runner(args)
         return asyncio.run(runner(args))
     except TaskError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

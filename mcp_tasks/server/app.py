@@ -69,6 +69,7 @@ def create_server(
     reaper_interval: float = 5.0,
     poll_interval: float = 0.5,
     clock: Callable[[], float] = time.time,
+    log_level: str = "WARNING",
 ) -> MCPServer:
     """An MCP server over the registry in `db` (a SQLite file)."""
     app = AppState(
@@ -115,6 +116,7 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         tools=build_tools(app),
+        log_level=log_level,  # type: ignore[arg-type]
     )
     legacy = LegacySubscriptions(mcp)
     register_resources(mcp, app)

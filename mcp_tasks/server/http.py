@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -16,28 +17,50 @@ from .. import __version__
 from .app import state_of
 
 
+def normalize_host(host: str) -> str:
+    """`host` as it is bound: lower case, IPv6 without brackets."""
+    return host.strip().lower().strip("[]")
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
+    host = normalize_host(host)
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
 
-def require_loopback(host: str) -> None:
-    """Refuse to serve other hosts: there is no authentication yet."""
+def require_loopback(host: str) -> str:
+    """The normalized host; refuses any other than loopback: there is no authentication yet."""
     if not is_loopback(host):
         raise SystemExit(
             f"refusing to listen on {host}: HTTP has no token authentication yet, so mcp-tasks only binds "
             "loopback addresses (127.0.0.1, ::1, localhost). Put an authenticating proxy in front, or use stdio."
         )
+    return normalize_host(host)
+
+
+def loopback_security(host: str) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only loopback Host and Origin headers (for any port) are accepted."""
+    bound = normalize_host(host)
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    extra = f"[{bound}]" if ":" in bound else bound
+    if extra not in names:
+        names.append(extra)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{n}:*" for n in names] + names,
+        allowed_origins=[f"{scheme}://{n}:*" for n in names for scheme in ("http", "https")]
+        + [f"{scheme}://{n}" for n in names for scheme in ("http", "https")],
+    )
 
 
 def build_http_app(mcp: MCPServer, host: str = "127.0.0.1") -> Starlette:
     """The ASGI app: /mcp (Streamable HTTP, both protocol eras) and /healthz."""
-    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host)
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=loopback_security(host))
     app_state = state_of(mcp)
 
     async def healthz(request: Request) -> JSONResponse:
@@ -62,5 +85,5 @@ def serve_http(mcp: MCPServer, host: str, port: int) -> None:
     """Run the HTTP server until interrupted."""
     import uvicorn
 
-    require_loopback(host)
-    uvicorn.run(build_http_app(mcp, host), host=host, port=port, log_level="warning")
+    bound = require_loopback(host)
+    uvicorn.run(build_http_app(mcp, bound), host=bound, port=port, log_level="warning")
