@@ -15,7 +15,8 @@ import asyncio
 import os
 import sys
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import REQUEST_TIMEOUT
@@ -84,7 +85,7 @@ async def run_task(
         step = state["next_step"]
         try:
             output = await work_step(task, step, delay)
-        except Exception as exc:  # the work itself failed: 5. report it as retryable and move on
+        except Exception as exc:  # noqa: BLE001  # the work failed (any error): 5. report it, retryable
             say(f"work on {tid} raised: {exc}")
             status = await call(client, "fail", {"task_id": tid, "lease": lease, "error": str(exc), "retryable": True})
             say(f"failed {tid} -> {status['state']} ({status.get('next', '')})")
@@ -131,7 +132,7 @@ async def main(argv: list[str] | None = None) -> int:
             got = await call(client, "claim", claim_args)
             task, lease = got.get("task"), got.get("lease")
             if task is None:
-                say(f"nothing to claim: {got.get('message', '')} Stopping after {finished} tasks.")
+                say(f"nothing to claim: {got.get('message', '')} Stopping; tasks finished: {finished}.")
                 return 0
             say(f"claimed {task['id']} attempt {task['retry_count'] + 1} "
                 f"({task['type']}, priority {task['priority']}): {task['title']}")
@@ -141,7 +142,7 @@ async def main(argv: list[str] | None = None) -> int:
             except Refused as exc:
                 # Lease lost or state changed under us: stop working on it and claim again.
                 say(f"gave up {task['id']}: {exc}")
-    say(f"finished {finished} tasks; stopping as asked")
+    say(f"stopping as asked; tasks finished: {finished}")
     return 0
 
 
