@@ -156,7 +156,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     if args.http:
         require_loopback(args.host)
-    policy = Policy(lease_seconds=args.lease_seconds) if args.lease_seconds else None
+    if args.lease_seconds is not None and not 1 <= args.lease_seconds <= 86_400:
+        raise SystemExit(f"--lease-seconds must be between 1 and 86400, not {args.lease_seconds}")
+    policy = Policy(lease_seconds=args.lease_seconds) if args.lease_seconds is not None else None
     mcp = create_server(
         config.resolve_db(args.db), agent=args.agent or config.default_agent(), policy=policy,
         synchronous=config.resolve_sync(args.sync), trust_agent_header=args.http,
@@ -195,6 +197,35 @@ async def cmd_events(args: argparse.Namespace) -> int:
             if not args.follow:
                 return 0
             await asyncio.sleep(args.interval)
+
+
+async def cmd_review(args: argparse.Namespace) -> int:
+    async with open_registry(args) as reg:
+        task = await reg.review(args.task_id, args.approve, args.comment)
+    print(f"{task.id} {task.state.value}" + (f" (reviewed by {task.reviewer})" if task.reviewer else ""))
+    return 0
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with open_registry(args) as reg:
+        task = await reg.cancel(args.task_id, args.reason)
+    print(f"{task.id} {task.state.value}")
+    return 0
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    async with open_registry(args) as reg:
+        task = await reg.retry(args.task_id)
+    print(f"{task.id} {task.state.value}")
+    return 0
+
+
+async def cmd_schedule(args: argparse.Namespace) -> int:
+    async with open_registry(args) as reg:
+        tasks = await reg.schedule(args.task_ids)
+    for task in tasks:
+        print(f"{task.id} {task.state.value}")
+    return 0
 
 
 async def cmd_stats(args: argparse.Namespace) -> int:
@@ -321,11 +352,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=cmd_stats)
 
+    s = sub.add_parser("review", parents=[common], help="approve a task in REVIEW or send it back")
+    s.add_argument("task_id")
+    verdict = s.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--approve", action="store_true", dest="approve")
+    verdict.add_argument("--changes", action="store_false", dest="approve", help="request changes")
+    s.add_argument("-m", "--comment")
+    s.add_argument("--agent", help="reviewer name (default: cli); must not be the assignee")
+    s.set_defaults(run=cmd_review)
+
+    s = sub.add_parser("cancel", parents=[common], help="cancel a task that is not running")
+    s.add_argument("task_id")
+    s.add_argument("-r", "--reason", required=True)
+    s.add_argument("--agent")
+    s.set_defaults(run=cmd_cancel)
+
+    s = sub.add_parser("retry", parents=[common], help="put a dead-lettered (FAILED) task back in the queue")
+    s.add_argument("task_id")
+    s.add_argument("--agent")
+    s.set_defaults(run=cmd_retry)
+
+    s = sub.add_parser("schedule", parents=[common], help="move BACKLOG tasks to PENDING")
+    s.add_argument("task_ids", nargs="+", metavar="task_id")
+    s.add_argument("--agent")
+    s.set_defaults(run=cmd_schedule)
+
     s = sub.add_parser("replay", parents=[common], help="rebuild one task from its events and compare")
     s.add_argument("task_id")
     s.set_defaults(run=cmd_replay)
 
-    s = sub.add_parser("demo", help="watch simulated agents share a registry over MCP (about 30 s)")
+    s = sub.add_parser("demo", help="watch simulated agents share a registry over MCP (20-30 s)")
     s.add_argument("--seed", type=int, default=7, help="seed of the simulated work (default 7)")
     s.add_argument("--keep", action="store_true", help="keep the temporary database and print its path")
     s.add_argument("--verbose", action="store_true", help="also log every checkpoint")

@@ -13,6 +13,8 @@ check of every task; the exit code is 0 only when every task is DONE and replay 
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
 import json
 import os
 import random
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -37,10 +39,11 @@ LEASE_SECONDS = 4
 REAPER_INTERVAL = 0.5
 CALL_TIMEOUT = 20.0
 POLL = 0.3
+LOG_DELAY = 0.5  # lines are printed this late, in time order, so agents and the event log interleave
 LEAD = "lead"
 VICTIM = "agent-c"
-# name, capabilities (task types it claims), protocol mode of its MCP client
-WORKERS: list[tuple[str, list[str], str]] = [
+# name, capabilities (task types it claims), protocol mode of its MCP client (legacy: 2025-11-25)
+WORKERS: list[tuple[str, list[str], Literal["auto", "legacy"]]] = [
     ("agent-a", ["code", "docs"], "auto"),
     ("agent-b", ["code", "ops"], "auto"),
     (VICTIM, ["code", "docs"], "auto"),
@@ -91,7 +94,7 @@ def server_pids(db: str, agent: str) -> list[int]:
             argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
         except OSError:
             continue
-        pairs = set(zip(argv, argv[1:]))
+        pairs = set(itertools.pairwise(argv))
         if "serve" in argv and ("--db", db) in pairs and ("--agent", agent) in pairs:
             found.append(int(entry.name))
     return found
@@ -109,14 +112,27 @@ class Demo:
         self.keys: dict[str, str] = {}
         self.failed_once: set[str] = set()
         self.killed: str | None = None
+        self.alive = len(WORKERS)
         self.planned = anyio.Event()
+        self.victim_claimed = anyio.Event()
         self.finished = anyio.Event()
+        self._lines: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
 
     # ------------------------------------------------------------ output
     def say(self, who: str, text: str, at: float | None = None) -> None:
-        """Print one log line: seconds since the start, who, what."""
-        elapsed = (time.time() if at is None else at) - self.t0
-        print(f"{elapsed:6.1f}s  {who:<9} {text}", flush=True)
+        """Log one line: seconds since the start, who, what (printed by `flush`, in time order)."""
+        at = time.time() if at is None else at
+        self.note(f"{at - self.t0:6.1f}s  {who:<9} {text}", at)
+
+    def note(self, line: str, at: float) -> None:
+        """Log a line as it is, sorted in at time `at`."""
+        heapq.heappush(self._lines, (at, next(self._order), line))
+
+    def flush(self, upto: float | None = None) -> None:
+        """Print the lines logged for times up to `upto` (all when None)."""
+        while self._lines and (upto is None or self._lines[0][0] <= upto):
+            print(heapq.heappop(self._lines)[2], flush=True)
 
     def name(self, tid: str) -> str:
         """A task as `t-xxx "Title"` for the log."""
@@ -149,18 +165,28 @@ class Demo:
     # ------------------------------------------------------------ the lead: plans, then reviews
     async def lead(self) -> None:
         """Create the plan, then approve every task that waits for review until the run ends."""
+        try:
+            await self._lead()
+        except Exception as exc:  # without its lead the run cannot finish: end it now
+            self.say(LEAD, f"stopped: {exc!r}")
+            self.planned.set()
+            self.finished.set()
+
+    async def _lead(self) -> None:
         async with Client(self.server(LEAD)) as client:
-            tasks = [{k: v for k, v in spec.items()} for spec in PLAN]
+            tasks = [dict(spec) for spec in PLAN]
+            now = time.time()  # lines are stamped with the time of the request, before its effects
             created = await self.call(client, "create_tasks", {"tasks": tasks, "request_id": "demo-plan"})
             by_key: dict[str, str] = created["by_key"]
             for spec in PLAN:
                 self.titles[by_key[spec["key"]]] = spec["title"]
                 self.keys[by_key[spec["key"]]] = spec["key"]
-            self.say(LEAD, f"created a plan of {len(PLAN)} tasks with create_tasks:")
+            self.say(LEAD, f"created a plan of {len(PLAN)} tasks with create_tasks:", now)
             for spec in PLAN:
                 after = ", ".join(by_key[d] for d in spec.get("depends_on", [])) or "-"
                 review = "  [needs review]" if spec.get("requires_review") else ""
-                print(f"{'':18}{by_key[spec['key']]}  {spec['type']:<4}  {spec['title']:<28} after: {after}{review}")
+                self.note(f"{'':18}{by_key[spec['key']]}  {spec['type']:<4}  {spec['title']:<28} "
+                          f"after: {after}{review}", now)
             self.planned.set()
             while not self.finished.is_set():
                 found = await self.call(client, "find_tasks", {"state": "REVIEW"})
@@ -170,39 +196,56 @@ class Demo:
 
     async def review(self, client: Client, tid: str) -> None:
         """Look at a finished task and approve it (the lead is never the assignee)."""
+        at = time.time()
         got = await self.call(client, "get_task", {"task_id": tid})
         task = got["task"]
-        self.say(LEAD, f"reviewing {self.name(tid)} by {task.get('assignee')}: result {json.dumps(task.get('result'))}")
+        self.say(LEAD, f"reviewing {self.name(tid)} by {task.get('assignee')}: result {json.dumps(task.get('result'))}",
+                 at)
+        at = time.time()
         status = await self.call(client, "review", {"task_id": tid, "approve": True, "comment": "looks good, ship it",
                                                     "request_id": f"review-{tid}"})
-        self.say(LEAD, f"approved {self.name(tid)} (work by {task.get('assignee')}) -> {status['state']}")
+        self.say(LEAD, f"approved {self.name(tid)} (work by {task.get('assignee')}) -> {status['state']}", at)
 
     # ------------------------------------------------------------ workers
-    async def worker(self, name: str, caps: list[str], mode: str) -> None:
+    async def worker(self, name: str, caps: list[str], mode: Literal["auto", "legacy"]) -> None:
         """Claim, work on and finish tasks until every task is DONE (or this agent is killed)."""
-        rng = random.Random(f"{self.seed}:{name}")
         try:
-            async with Client(self.server(name), mode=mode) as client:  # type: ignore[arg-type]
-                self.say(name, f"connected over stdio (protocol {client.protocol_version}), "
-                               f"works on: {', '.join(caps)}")
-                await self.planned.wait()
-                n = 0
-                while not self.finished.is_set():
-                    n += 1
-                    got = await self.call(client, "claim", {"capabilities": caps, "request_id": f"{name}-claim-{n}"})
-                    if got.get("task") is None:
-                        await self.pause(POLL + rng.uniform(0, 0.15))
-                        continue
-                    try:
-                        if await self.work(client, name, got["task"], got["lease"], rng):
-                            return
-                    except DemoError as exc:  # e.g. the lease ran out: the task is someone else's now
-                        self.say(name, f"gave up {self.name(got['task']['id'])}: {exc}")
-        except DemoError as exc:
-            self.say(name, f"stopped: {exc}")
+            await self._worker(name, caps, mode)
+        except Exception as exc:  # the others carry on without this agent
+            self.say(name, f"stopped: {exc!r}")
+        finally:
+            self.alive -= 1
+            if self.alive == 0:
+                self.finished.set()
 
-    async def work(self, client: Client, name: str, task: dict[str, Any], lease: str, rng: random.Random) -> bool:
-        """Do one claimed task; True when this agent was killed while doing it."""
+    async def _worker(self, name: str, caps: list[str], mode: Literal["auto", "legacy"]) -> None:
+        rng = random.Random(f"{self.seed}:{name}")
+        async with Client(self.server(name), mode=mode) as client:
+            self.say(name, f"connected over stdio (protocol {client.protocol_version}), works on: {', '.join(caps)}")
+            await self.planned.wait()
+            if name != VICTIM:  # let the victim take its first task, so that the crash happens early
+                with anyio.move_on_after(5):
+                    await self.victim_claimed.wait()
+            n = 0
+            while not self.finished.is_set():
+                n += 1
+                at = time.time()
+                got = await self.call(client, "claim", {"capabilities": caps, "request_id": f"{name}-claim-{n}"})
+                if got.get("task") is None:
+                    await self.pause(POLL + rng.uniform(0, 0.15))
+                    continue
+                if name == VICTIM:
+                    self.victim_claimed.set()
+                try:
+                    if await self.work(client, name, got["task"], got["lease"], rng, at):
+                        return
+                except DemoError as exc:  # e.g. the lease ran out: the task is someone else's now
+                    self.say(name, f"gave up {self.name(got['task']['id'])}: {exc}")
+
+    async def work(
+        self, client: Client, name: str, task: dict[str, Any], lease: str, rng: random.Random, at: float
+    ) -> bool:
+        """Do one task claimed at time `at`; True when this agent was killed while doing it."""
         tid, key = task["id"], self.keys[task["id"]]
         steps, first = STEPS[key], 1
         attempt = task["retry_count"] + 1
@@ -210,36 +253,39 @@ class Demo:
         claimed = f"claimed {self.name(tid)} (lease {LEASE_SECONDS}s, attempt {attempt})"
         if isinstance(checkpoint, dict) and "step" in checkpoint:
             first = int(checkpoint["step"]) + 1
-            self.say(name, f"{claimed}, resuming from checkpoint {json.dumps(checkpoint)}")
+            self.say(name, f"{claimed}, resuming from checkpoint {json.dumps(checkpoint)}", at)
         else:
-            self.say(name, claimed)
+            self.say(name, claimed, at)
         ref = {"task_id": tid, "lease": lease}
         await self.call(client, "start", ref)
         for step in range(first, steps + 1):
-            await anyio.sleep(rng.uniform(0.25, 0.6))
+            await anyio.sleep(rng.uniform(0.3, 0.75))
             if key in FLAKY and key not in self.failed_once and step == FLAKY_STEP:
                 self.failed_once.add(key)
+                at = time.time()
                 status = await self.call(client, "fail", {**ref, "error": FLAKY[key], "retryable": True,
                                                           "request_id": f"{name}-fail-{tid}-{attempt}"})
                 self.say(name, f"FAILED {self.name(tid)} at step {step}/{steps}: {FLAKY[key]} "
-                               f"(retryable; now {status['state']})")
+                               f"(retryable; now {status['state']})", at)
                 return False
             data = {"step": step, "of": steps, "by": name}
+            at = time.time()
             await self.call(client, "checkpoint", {**ref, "data": data, "progress": 100 * step // steps,
                                                    "note": f"step {step} of {steps} done"})
             if self.verbose or name == VICTIM:
-                self.say(name, f"checkpoint {tid} step {step}/{steps}")
+                self.say(name, f"checkpoint {tid} step {step}/{steps}", at)
             if name == VICTIM and self.killed is None and step < steps:
                 await self.die(name, tid, step, steps)
                 return True
         result = {"summary": f"{self.titles[tid]}: finished", "steps": steps}
         usage = {"tokens": rng.randint(800, 6000), "api_calls": steps + 1}
+        at = time.time()
         status = await self.call(client, "complete", {**ref, "result": result, "usage": usage,
                                                       "request_id": f"{name}-complete-{tid}-{attempt}"})
         if status["state"] == State.REVIEW.value:
-            self.say(name, f"finished {self.name(tid)} -> REVIEW (needs another agent's approval)")
+            self.say(name, f"finished {self.name(tid)} -> REVIEW (needs another agent's approval)", at)
         else:
-            self.say(name, f"done {self.name(tid)} -> {status['state']}")
+            self.say(name, f"done {self.name(tid)} -> {status['state']}", at)
         return False
 
     async def die(self, name: str, tid: str, step: int, steps: int) -> None:
@@ -251,7 +297,8 @@ class Demo:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        how = f"its server (pid {', '.join(map(str, pids))}) got SIGKILL" if pids else "it vanished without a word"
+        how = (f"its server (pid {', '.join(map(str, pids))}) got SIGKILL" if pids
+               else "it disconnects without finishing (no /proc here to find its server)")
         self.say(name, f"KILLED mid-task: {how} while holding {self.name(tid)} at step {step}/{steps}; "
                        f"nobody releases the lease, it runs out in {LEASE_SECONDS}s")
 
@@ -259,8 +306,11 @@ class Demo:
     async def follow(self, reg: Registry) -> None:
         """Print what no agent reports itself, and end the run once every task is DONE."""
         seq = 0
-        await self.planned.wait()
         while True:
+            self.flush(time.time() - LOG_DELAY)
+            if not self.planned.is_set():
+                await anyio.sleep(0.1)
+                continue
             page = await reg.events_since(seq, limit=500)
             for ev in page:
                 seq = ev.seq
@@ -272,8 +322,8 @@ class Demo:
             counts = await reg.counts()
             if counts[State.DONE] == len(PLAN):
                 self.finished.set()
-                continue  # one more pass prints the last events
-            await anyio.sleep(0.15)
+                continue  # one more pass logs the last events
+            await anyio.sleep(0.1)
 
     def on_event(self, ev: Event) -> None:
         """One event as a log line, when it is news: expiries, requeues, newly ready work."""
@@ -363,10 +413,13 @@ async def run(args: argparse.Namespace) -> int:
                         for name, caps, mode in WORKERS:
                             tg.start_soon(demo.worker, name, caps, mode)
             except TimeoutError:
+                demo.flush()
                 print(f"\ndemo did not finish within {args.timeout:.0f}s", flush=True)
+            demo.flush()
             print(f"\nall agents disconnected after {time.time() - demo.t0:.1f}s")
             ok = await summary(demo, reg)
     finally:
+        demo.flush()  # also on Ctrl-C: show what happened so far
         if args.keep:
             print(f"\ndatabase kept: {db}\n  try: mcp-tasks stats --db {db}")
         else:

@@ -58,3 +58,40 @@ def test_database_location_flag_env_and_default(tmp_path):
     assert out.returncode == 0, out.stderr
     if sys.platform.startswith("linux"):
         assert (data_home / "mcp-tasks" / "tasks.db").exists()
+
+
+def test_people_review_cancel_retry_and_schedule_from_the_cli(tmp_path):
+    import asyncio
+
+    from mcp_tasks import Registry
+    from mcp_tasks.stores import SqliteStore
+
+    db = str(tmp_path / "cli.db")
+    reviewed = run("add", "Needs review", "--db", db, "--review").stdout.strip()
+    dead = run("add", "Will die", "--db", db, "--max-retries", "0").stdout.strip()
+    later = run("add", "Later", "--db", db, "--backlog").stdout.strip()
+
+    async def work() -> None:
+        async with Registry(SqliteStore(db), agent="worker") as reg:
+            for tid, finish in ((reviewed, "complete"), (dead, "fail")):
+                claim = await reg.claim(tid)
+                await reg.start(tid, claim.lease)
+                if finish == "complete":
+                    await reg.complete(tid, claim.lease, result="draft")
+                else:
+                    await reg.fail(tid, claim.lease, "broken", retryable=False)
+
+    asyncio.run(work())
+    own = run("review", reviewed, "--approve", "--db", db, "--agent", "worker", check=False)
+    assert own.returncode == 2 and "cannot review it" in own.stderr
+    assert "REVIEW" in run("show", reviewed, "--db", db).stdout
+    assert f"{reviewed} DONE (reviewed by alice)" in run("review", reviewed, "--approve", "-m", "ok", "--db", db, "--agent", "alice").stdout
+    assert f"{dead} PENDING" in run("retry", dead, "--db", db).stdout
+    assert f"{dead} CANCELLED" in run("cancel", dead, "-r", "obsolete", "--db", db).stdout
+    assert f"{later} PENDING" in run("schedule", later, "--db", db).stdout
+    assert "every stored task equals the replay" in run("verify", "--db", db).stdout
+
+
+def test_serve_refuses_a_nonsense_lease(tmp_path):
+    out = run("serve", "--db", str(tmp_path / "x.db"), "--lease-seconds", "0", check=False)
+    assert out.returncode != 0 and "--lease-seconds must be between 1 and 86400" in out.stderr
