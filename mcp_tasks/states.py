@@ -118,29 +118,26 @@ def allowed_actions(state: State) -> list[str]:
     return sorted(actions)
 
 
-def _check_table() -> None:
-    """Refuse to import a table with unreachable states or dead ends."""
-    seen = set(INITIAL_STATES)
-    queue = deque(INITIAL_STATES)
+def _reachable(starts: frozenset[State] | set[State]) -> set[State]:
+    """Every state some path of edges leads to from `starts` (the starts included)."""
+    seen = set(starts)
+    queue = deque(starts)
     while queue:
         s = queue.popleft()
         for e in EDGES:
             if e.source == s and e.target not in seen:
                 seen.add(e.target)
                 queue.append(e.target)
-    unreachable = set(State) - seen
+    return seen
+
+
+def _check_table() -> None:
+    """Refuse to import a table with unreachable states or dead ends."""
+    unreachable = set(State) - _reachable(INITIAL_STATES)
     if unreachable:
         raise AssertionError(f"unreachable states in the transition table: {sorted(unreachable)}")
     for s in set(State) - TERMINAL_STATES:
-        # every non-terminal state must be able to reach a terminal one
-        reach, todo = {s}, [s]
-        while todo:
-            cur = todo.pop()
-            for e in EDGES:
-                if e.source == cur and e.target not in reach:
-                    reach.add(e.target)
-                    todo.append(e.target)
-        if not reach & TERMINAL_STATES:
+        if not _reachable({s}) & TERMINAL_STATES:
             raise AssertionError(f"dead end in the transition table: {s} never reaches a terminal state")
     for t in TERMINAL_STATES:
         if t in _BY_SOURCE:

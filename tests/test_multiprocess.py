@@ -13,6 +13,8 @@ from pathlib import Path
 from mcp_tasks import Registry, State
 from mcp_tasks.stores import SqliteStore
 
+from .fleet import check_history
+
 WORKER = Path(__file__).parent / "programs" / "claim_worker.py"
 TASKS = int(os.environ.get("MCP_TASKS_TEST_TASKS", "2000"))
 PROCS = int(os.environ.get("MCP_TASKS_TEST_PROCS", "4"))
@@ -71,16 +73,4 @@ async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
     assert len(claim_events) == len(claims)
     assert sorted(e.data["set"]["lease_hash"] for e in claim_events) == sorted(lease_hash(c["lease"]) for c in claims)
 
-    holder: dict[str, str | None] = {}
-    done_seq: dict[str, int] = {}
-    for e in events:
-        if e.type == "claimed":
-            assert holder.get(e.task_id) is None, f"double claim of {e.task_id} at event {e.seq}"
-            holder[e.task_id] = e.actor
-        elif e.to_state in (State.PENDING, State.FAILED, State.DONE) and e.type != "created":
-            holder[e.task_id] = None
-        if e.type == "started":
-            for dep in deps[e.task_id]:
-                assert dep in done_seq and done_seq[dep] < e.seq, f"{e.task_id} started before {dep} was DONE"
-        if e.to_state == State.DONE:
-            done_seq[e.task_id] = e.seq
+    check_history(events, deps, records=[])  # zero double claims; nothing started before its dependencies
