@@ -45,7 +45,9 @@ def validation_message(exc: ValidationError, where: str) -> str:
 
 
 def lease(lease: Any) -> str:
-    if not isinstance(lease, str) or not lease or len(lease) > 200:
+    # Tokens are printable ASCII; anything else (a lone surrogate would not even hash) is not one.
+    if (not isinstance(lease, str) or not lease or len(lease) > limits.MAX_LEASE_TOKEN
+            or not lease.isascii() or not lease.isprintable()):
         raise InvalidInput("lease must be the lease token string returned by claim")
     return lease
 
@@ -57,9 +59,9 @@ def usage(usage: Any) -> Usage | None:
         u = usage if isinstance(usage, Usage) else Usage.model_validate(usage, strict=False)
     except ValidationError as exc:
         raise InvalidInput(validation_message(exc, "usage")) from None
-    limits.integer("usage.tokens", u.tokens, 0, 10**12)
-    limits.integer("usage.api_calls", u.api_calls, 0, 10**9)
-    limits.number("usage.cost", u.cost, 0, 10**9)
+    limits.integer("usage.tokens", u.tokens, 0, limits.MAX_USAGE_TOKENS)
+    limits.integer("usage.api_calls", u.api_calls, 0, limits.MAX_USAGE_CALLS)
+    limits.number("usage.cost", u.cost, 0, limits.MAX_USAGE_COST)
     return u
 
 

@@ -31,6 +31,38 @@ MAX_PAGE = 100
 MAX_EVENT_PAGE = 500
 MIN_PRIORITY, MAX_PRIORITY = 1, 10
 MAX_ERROR_LOG = 50  # newest entries kept on the task; every error stays in the event log
+MAX_LEASE_TOKEN = 200
+MAX_USAGE_TOKENS = 10**12
+MAX_USAGE_CALLS = 10**9
+MAX_USAGE_COST = 10**9
+
+# The README table of limits (render_markdown): constant, unit, what it bounds. Every MAX_/MIN_
+# constant above has a row; a test checks that.
+_DOCUMENTED: tuple[tuple[str, str, str], ...] = (
+    ("MAX_TITLE", "characters", "task title (create_tasks, update_task); find_tasks `text`"),
+    ("MAX_DESCRIPTION", "characters", "task description"),
+    ("MAX_TEXT", "characters", "checkpoint `note`, pause/release/cancel `reason`, fail `error`, review `comment`"),
+    ("MAX_NAME", "characters", "type, capability, tag, batch `key` (letters, digits, `_ . : / -`)"),
+    ("MAX_AGENT", "characters", "agent name (find_tasks `assignee`, X-MCP-Tasks-Agent header)"),
+    ("MAX_REQUEST_ID", "characters", "`request_id`"),
+    ("MAX_LEASE_TOKEN", "characters", "`lease`, the token claim returns"),
+    ("MAX_TAGS", "items", "`tags` of a task; `capabilities` and `tags` filters"),
+    ("MAX_DEPENDS", "items", "`depends_on` of a task; `add_depends_on`, `remove_depends_on` per call"),
+    ("MAX_BATCH", "items", "`tasks` per create_tasks call, `task_ids` per schedule call"),
+    ("MAX_JSON_BYTES", "bytes", "checkpoint `data`, complete `result` (compact UTF-8 JSON)"),
+    ("MAX_JSON_DEPTH", "levels", "nested arrays/objects in checkpoint `data` and complete `result`"),
+    ("MAX_ARTIFACTS", "items", "complete `artifacts`"),
+    ("MAX_ARTIFACT", "characters", "one artifact reference (path, URL, name)"),
+    ("MAX_RETRIES", "", "`max_retries` of a task (0 up to this)"),
+    ("MIN_PRIORITY", "", "`priority`, lowest"),
+    ("MAX_PRIORITY", "", "`priority`, highest (claimed first)"),
+    ("MAX_PAGE", "items", "`limit` of list_available and find_tasks"),
+    ("MAX_EVENT_PAGE", "events", "`events` of get_task"),
+    ("MAX_USAGE_TOKENS", "", "complete `usage.tokens`"),
+    ("MAX_USAGE_CALLS", "", "complete `usage.api_calls`"),
+    ("MAX_USAGE_COST", "", "complete `usage.cost`"),
+    ("MAX_ERROR_LOG", "entries", "errors kept on a task (every error stays in the event log)"),
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -95,12 +127,12 @@ def names(arg: str, values: Any, max_items: int) -> list[str]:
     return out
 
 
-def agent(value: Any) -> str:
-    """An agent name: printable text without control characters."""
-    v = text("agent", value, MAX_AGENT, required=True)
+def agent(value: Any, arg: str = "agent") -> str:
+    """An agent name: printable text without control characters (`arg` names the argument)."""
+    v = text(arg, value, MAX_AGENT, required=True)
     assert v is not None
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
-        raise InvalidInput("agent name must not contain control characters")
+        raise InvalidInput(f"{arg} must not contain control characters")
     return v
 
 
@@ -131,19 +163,19 @@ def number(arg: str, value: Any, lo: float, hi: float) -> float:
 
 
 def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, stopping early past `limit` (no recursion)."""
+    """Levels of nested arrays and objects in a JSON value (a scalar is 0, `[1]` is 1), stopping
+    early past `limit` (no recursion)."""
     deepest = 0
     stack = [(value, 1)]
     while stack:
         v, d = stack.pop()
+        if not isinstance(v, (dict, list)):
+            continue
         if d > deepest:
             deepest = d
             if deepest > limit:
                 return deepest
-        if isinstance(v, dict):
-            stack.extend((x, d + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, d + 1) for x in v)
+        stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
     return deepest
 
 
@@ -152,14 +184,14 @@ def json_value(arg: str, value: Any, max_bytes: int = MAX_JSON_BYTES) -> Any:
     if value is None:
         return None
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise InvalidInput(f"{arg} is nested more than {MAX_JSON_DEPTH} levels deep")
+        raise InvalidInput(f"{arg} is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)")
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:  # a ValueError too: catch it first
+        raise InvalidInput(f"{arg} contains an unpaired surrogate (not valid Unicode text)") from None
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{arg} is not plain JSON ({exc})") from None
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{arg} contains an unpaired surrogate (not valid Unicode text)") from None
     if size > max_bytes:
         raise InvalidInput(f"{arg} is {size} bytes as JSON; at most {max_bytes} allowed")
     if "\\u0000" in encoded:
@@ -176,3 +208,12 @@ def artifacts(values: Any) -> list[str]:
     if len(values) > MAX_ARTIFACTS:
         raise InvalidInput(f"artifacts has {len(values)} items; at most {MAX_ARTIFACTS} allowed")
     return [text("artifacts item", v, MAX_ARTIFACT, required=True) for v in values]  # type: ignore[misc]
+
+
+def render_markdown() -> str:
+    """The limits above as a Markdown table (README): constant, value, what it bounds."""
+    lines = ["| Limit | Value | Applies to |", "|---|---|---|"]
+    for const, unit, applies in _DOCUMENTED:
+        value = f"{globals()[const]:,}" + (f" {unit}" if unit else "")
+        lines.append(f"| `{const}` | {value} | {applies} |")
+    return "\n".join(lines)

@@ -404,7 +404,7 @@ class Registry:
                 st = State(state.upper() if isinstance(state, str) else state)
             except ValueError:
                 raise InvalidInput(f"state {state!r} is not a state; states: {', '.join(s.value for s in State)}") from None
-        who = None if assignee is None else limits.agent(assignee)
+        who = None if assignee is None else limits.agent(assignee, "assignee")
         tg = None if tag is None else limits.name("tag", tag)
         q = limits.text("text", text, limits.MAX_TITLE) or None
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)

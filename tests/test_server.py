@@ -238,3 +238,14 @@ async def test_structured_and_text_content_agree_and_omit_nulls(tmp_path):
         result = await client.call_tool("create_tasks", {"tasks": [{"title": "x"}]})
         text = result.content[0].text
         assert json.loads(text) == result.structured_content and "null" not in text and "\n" not in text
+
+
+async def test_prompt_arguments_are_bounded_and_cleaned(tmp_path):
+    async with Client(create_server(str(tmp_path / "t.db"))) as client:
+        huge = await client.get_prompt("plan", {"goal": "g" * 100_000})
+        text = huge.messages[0].content.text
+        assert len(text) < 10_000 and "more characters cut" in text
+        odd = await client.get_prompt("plan", {"goal": "a\x00b"})
+        assert "Goal: ab" in odd.messages[0].content.text
+        missing = await client.get_prompt("resume", {"task_id": "t-" + "x" * 5000})
+        assert "could not read the task" in missing.messages[0].content.text

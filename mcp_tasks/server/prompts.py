@@ -24,6 +24,7 @@ from typing import Any
 
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument, UserMessage
 
+from .. import limits
 from ..errors import TaskError
 from ..packaged import data_folder
 from . import views as V
@@ -108,11 +109,19 @@ def build_prompts(app: Any, files: list[PromptFile] | None = None) -> list[Promp
     return out
 
 
+def _argument(name: str, value: Any) -> str:
+    """A prompt argument as text: bounded, without NUL or unpaired surrogates (they cannot be sent)."""
+    text = str(value)
+    if len(text) > limits.MAX_TEXT:
+        text = text[: limits.MAX_TEXT] + f" ... ({len(text) - limits.MAX_TEXT} more characters cut)"
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def _renderer(app: Any, pf: PromptFile) -> Any:
     known = {a["name"] for a in pf.arguments}
 
     async def render(**kwargs: Any) -> list[UserMessage]:
-        values = {k: str(v) for k, v in kwargs.items() if k in known and v is not None}
+        values = {k: _argument(k, v) for k, v in kwargs.items() if k in known and v is not None}
         if "{{task}}" in pf.body.replace(" ", "") and values.get("task_id"):
             try:
                 task, ready, _ = await app.registry.get_with_context(values["task_id"])

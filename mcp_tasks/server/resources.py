@@ -80,6 +80,10 @@ def register_resources(mcp: MCPServer, app: Any) -> None:
         context: CompletionContext | None,
     ) -> Completion | None:
         prefix = argument.value or ""
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no id or name starts with one, and SQLite cannot take it
+            return Completion(values=[])
         if argument.name == "task_id":
             values = await app.registry.complete_ids(prefix, limit=101)
         elif argument.name == "agent":

@@ -1,20 +1,16 @@
 """The agent tools: parse, call the registry, return a compact model. No SQL, no state rules."""
 
-import functools
-import json
-from typing import Annotated, Any, Awaitable, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import limits
-from ..errors import TaskError
 from ..states import State
 from . import views as V
-from .schema import compact
+from .tooling import make_tool, thin
 
 # Argument types (module level: the SDK resolves annotations against module globals). Identifiers
 # carry no length bounds in the schema (the registry checks them and says what is wrong); numbers,
@@ -39,7 +35,7 @@ class NewTaskIn(BaseModel):
     title: str = Field(max_length=limits.MAX_TITLE)
     description: str = Field("", max_length=limits.MAX_DESCRIPTION)
     type: Name = Field("general", description="Capability needed")
-    priority: int = Field(5, ge=1, le=10, description="10 first")
+    priority: int = Field(5, ge=limits.MIN_PRIORITY, le=limits.MAX_PRIORITY, description="10 first")
     tags: Names = []
     depends_on: list[str] = Field([], description="Task ids or batch keys")
     requires_review: bool = False
@@ -60,26 +56,6 @@ READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hin
 WRITE = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE_NEW = ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DESTROY = ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False)
-
-
-def result(model: BaseModel) -> CallToolResult:
-    """A tool result: compact JSON for the model, the same object as structured content."""
-    data = V.dump(model)
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
-
-
-def thin(fn: Callable[..., Awaitable[BaseModel]]) -> Callable[..., Awaitable[CallToolResult]]:
-    """Turn registry refusals into tool errors the agent can act on, and results into compact output."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
-        try:
-            return result(await fn(*args, **kwargs))
-        except TaskError as exc:
-            raise ToolError(exc.message) from None
-
-    return wrapper
 
 
 def build_tools(app: Any) -> list[Tool]:
@@ -194,7 +170,7 @@ def build_tools(app: Any) -> list[Tool]:
         title: Annotated[str | None, Field(max_length=limits.MAX_TITLE)] = None,
         description: Annotated[str | None, Field(max_length=limits.MAX_DESCRIPTION)] = None,
         type: Name | None = None,
-        priority: Annotated[int | None, Field(ge=1, le=10)] = None,
+        priority: Annotated[int | None, Field(ge=limits.MIN_PRIORITY, le=limits.MAX_PRIORITY)] = None,
         tags: Names | None = None,
         requires_review: bool | None = None,
         max_retries: Annotated[int | None, Field(ge=0, le=limits.MAX_RETRIES)] = None,
@@ -271,10 +247,4 @@ def build_tools(app: Any) -> list[Tool]:
         (update_task, WRITE), (cancel, DESTROY), (schedule, WRITE), (retry, WRITE), (review, WRITE),
         (get_task, READ), (find_tasks, READ),
     ]
-    tools = []
-    for fn, annotations in specs:
-        tool = Tool.from_function(fn, annotations=annotations)
-        tool.parameters = compact(tool.parameters)
-        tool.fn_metadata.output_schema = compact(tool.fn_metadata.output_schema, output=True)
-        tools.append(tool)
-    return tools
+    return [make_tool(fn, annotations) for fn, annotations in specs]
