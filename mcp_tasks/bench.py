@@ -1,17 +1,41 @@
-"""`mcp-tasks bench`: figures measured in one run, each beside its reference and the ratio."""
+"""`mcp-tasks bench`: figures measured in one run, each beside its reference and the ratio.
+
+Every figure is measured in the same run as its reference, so the ratio holds on a noisy
+machine even when the absolute numbers move. Databases live in a temporary folder; `--db`
+measures a copy of the user's database (the original is only ever opened read-only).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
+import platform
+import sqlite3
 import statistics
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import Any, TextIO
 
+from . import bench_data as D
 from .registry import Registry
-from .stores import SqliteStore
-from .stores import sqlite_raw
+from .stores import SqliteStore, sqlite_raw
+
+HELP = "measure claims/s, list latency, MCP call cost, cold start and memory against references"
+DESCRIPTION = (
+    "Measure mcp-tasks against a reference for every figure, in one run: claims/s through the "
+    "registry vs a raw sqlite3 loop running the same SQL (1 and 4 processes); list_available(50) "
+    "vs a naive dependency scan; one MCP tool call over stdio and server cold start vs a bare "
+    "MCPServer; server memory (RSS) vs a bare MCPServer. Prints one table (ratio = value / "
+    "reference value). The full run takes a minute or more (it builds a 100k-task, 1M-event database); "
+    "--quick takes seconds."
+)
 
 
 @dataclass
@@ -19,100 +43,404 @@ class Figure:
     """One row of the bench table."""
 
     name: str
-    value: float
+    value: float | None
     unit: str
     reference: str
     reference_value: float | None
-    better: str = "higher"  # or "lower"
 
     @property
     def ratio(self) -> float | None:
+        """value / reference value (None when either is missing or zero)."""
         if not self.reference_value or not self.value:
             return None
         return self.value / self.reference_value
 
 
-async def populate_ready(reg: Registry, count: int, batch: int = 500) -> None:
-    """`count` ready tasks with mixed priorities."""
-    for start in range(0, count, batch):
-        n = min(batch, count - start)
-        await reg.create_tasks([{"title": f"task {start + i}", "priority": 1 + (start + i) % 9} for i in range(n)])
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each measurement does."""
+
+    claims: int  # per process
+    list_sizes: tuple[int, ...]
+    mcp_cycles: int
+    cold_runs: int
+    rss_tasks: int
+    rss_events: int
+    list_budget: float  # seconds of list_available sampling per size
+    claim_rounds: int
 
 
-async def populate_blocked_outranking(reg: Registry, total: int, batch: int = 500) -> None:
-    """Half the tasks blocked (priority 10, waiting on a task that never finishes), half ready (1-9)."""
-    gate = (await reg.create_tasks([{"title": "never finishes", "priority": 1}])).ids[0]
-    half = total // 2
-    for start in range(0, half, batch):
-        n = min(batch, half - start)
-        await reg.create_tasks([{"title": f"blocked {start + i}", "priority": 10, "depends_on": [gate]} for i in range(n)])
-    await populate_ready(reg, total - half - 1, batch)
+QUICK = Sizes(claims=300, list_sizes=(1_000,), mcp_cycles=20, cold_runs=2, rss_tasks=5_000, rss_events=50_000,
+              list_budget=0.5, claim_rounds=1)
+FULL = Sizes(claims=1_000, list_sizes=(1_000, 10_000, 100_000), mcp_cycles=200, cold_runs=5, rss_tasks=100_000,
+             rss_events=1_000_000, list_budget=3.0, claim_rounds=5)
 
 
-async def claims_per_second(workdir: Path, count: int, synchronous: str = "FULL") -> Figure:
-    """Claims/s through the registry API vs the same SQL in a raw sqlite3 loop, same sync mode."""
-    reg_db, raw_db = workdir / "claims-registry.db", workdir / "claims-raw.db"
-    for db in (reg_db, raw_db):
-        async with Registry(SqliteStore(db, synchronous="NORMAL"), agent="bench") as reg:
-            await populate_ready(reg, count)
-    async with Registry(SqliteStore(reg_db, synchronous=synchronous), agent="bench") as reg:
-        t0 = time.perf_counter()
-        claimed = 0
-        while claimed < count and await reg.claim() is not None:
-            claimed += 1
-        registry_rate = claimed / (time.perf_counter() - t0)
-    conn = sqlite_raw.connect(str(raw_db), synchronous)
+@dataclass
+class Bench:
+    """One run: where databases go, what to measure, and notes for the end of the table."""
+
+    work: Path
+    sizes: Sizes
+    synchronous: str
+    user_db: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    say: Callable[[str], None] = lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+    def server_log(self) -> TextIO:
+        """The file that collects the stderr of every server the bench starts (for diagnosis)."""
+        return open(self.work / "servers.log", "a", encoding="utf-8")
+
+    def fresh(self, name: str) -> Path:
+        """A path for a new benchmark database: empty, or a copy of the user's database with --db."""
+        path = self.work / name
+        if self.user_db is not None:
+            D.copy_db(self.work / "base.db", path)
+        return path
+
+
+def row_names(quick: bool, db: str | None = None) -> list[str]:
+    """The measure column of every row a run prints (the test checks each is there)."""
+    sizes = QUICK if quick else FULL
+    names = ["claims/s, registry, 1 process", "claims/s, registry, 4 processes"]
+    if db is None:
+        names += [f"list_available(50), {n:,} tasks" for n in sizes.list_sizes]
+    else:
+        names.append("list_available(50), --db copy")
+    names += ["MCP tool call over stdio", "cold start to first tools/list", "server RSS"]
+    return names
+
+
+# ---------------------------------------------------------------- claims
+
+
+async def bench_claims(b: Bench) -> list[Figure]:
+    """Claims/s through the registry vs the raw sqlite3 loop, same SQL and sync mode, 1 and 4 processes.
+
+    Registry and raw runs alternate for `claim_rounds` rounds, each on a fresh copy of one
+    template database; each figure is the median round.
+    """
+    n = b.sizes.claims
+    template = b.fresh("claims-template.db")
+    b.say(f"claims: populating {4 * (n + D.WARM_UP):,} ready tasks")
+    await D.add_ready(template, 4 * (n + D.WARM_UP))
+    figures = []
+    for procs in (1, 4):
+        rates: dict[str, list[float]] = {"registry": [], "raw": []}
+        plural = "es" if procs > 1 else ""
+        for r in range(b.sizes.claim_rounds):
+            for kind in ("registry", "raw"):
+                db = D.copy_db(template, b.work / f"claims-{kind}-{procs}-{r}.db")
+                b.say(f"claims: {kind}, {procs} process{plural}, round {r + 1} of {b.sizes.claim_rounds}")
+                rate, done = D.claims_rate(kind, db, procs, n, b.synchronous)
+                rates[kind].append(rate)
+                if done < procs * n:
+                    b.notes.append(f"{kind} with {procs} process{plural} made {done} claims of {procs * n} planned")
+                db.unlink()
+        if len(rates["raw"]) > 1:
+            spread = " ".join(f"{m / r:.2f}x" for m, r in zip(rates["registry"], rates["raw"]))
+            b.notes.append(f"claims/s ratio by round, {procs} process{plural}: {spread}")
+        figures.append(Figure(
+            f"claims/s, registry, {procs} process{plural}", statistics.median(rates["registry"]), "claims/s",
+            f"raw sqlite3 loop{'s' if procs > 1 else ''}, same SQL", statistics.median(rates["raw"])))
+    return figures
+
+
+# ---------------------------------------------------------------- list_available
+
+
+async def bench_list(b: Bench, total: int | None) -> Figure:
+    """Median list_available(limit 50) vs the naive scan (per-task dependency queries), same store."""
+    if total is None:
+        db, label = b.fresh("list-db.db"), "--db copy"
+    else:
+        db, label = b.work / f"list-{total}.db", f"{total:,} tasks"
+        b.say(f"list_available: populating {total:,} tasks (blocked ones outrank ready ones)")
+        await D.blocked_outranking_db(db, total)
+    b.say(f"list_available: measuring at {label}")
+    async with Registry(SqliteStore(db, synchronous=b.synchronous), agent="bench") as reg:
+
+        async def ours() -> list[str]:
+            return [s.id for s in (await reg.list_available(limit=50)).items]
+
+        async def naive() -> list[str]:
+            now = reg.clock()
+            return await reg.store.read(lambda tx: sqlite_raw.naive_list_ready(tx.conn, now, 50))
+
+        if await ours() != await naive():
+            b.notes.append(f"list_available at {label}: the registry and the naive scan listed different tasks")
+        mine: list[float] = []
+        ref: list[float] = []
+        t_end = time.perf_counter() + b.sizes.list_budget
+        while len(ref) < 200 and (time.perf_counter() < t_end or len(ref) < 3):
+            ref.append(await _timed(naive))
+            mine += [await _timed(ours) for _ in range(5)]
+    if total is None:
+        tasks, _ = D.db_counts(db)
+        label = f"--db copy ({tasks:,} tasks)"
+    return Figure(f"list_available(50), {label}", statistics.median(mine) * 1000, "ms median",
+                  "naive: PENDING in order, deps queried per task", statistics.median(ref) * 1000)
+
+
+async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
+    t0 = time.perf_counter()
+    await fn()
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- MCP over stdio
+
+
+def _children() -> set[int]:
+    """Pids of this process's children (Linux /proc; empty elsewhere)."""
+    me, found = os.getpid(), set()
     try:
-        t0 = time.perf_counter()
-        raw_claimed = sqlite_raw.claim_loop(conn, count)
-        raw_rate = raw_claimed / (time.perf_counter() - t0)
-    finally:
-        conn.close()
-    return Figure(f"claims/s, registry API, 1 process ({synchronous})", registry_rate, "claims/s",
-                  "raw sqlite3 loop, same SQL", raw_rate)
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            found.add(int(name))
+    return found
 
 
-async def list_available_latency(workdir: Path, total: int, repeat: int = 200) -> Figure:
-    """Median store-level list_available(limit 50) with every blocked task outranking every ready one."""
-    db = workdir / f"list-{total}.db"
-    async with Registry(SqliteStore(db, synchronous="NORMAL"), agent="bench") as reg:
-        await populate_blocked_outranking(reg, total)
-    async with SqliteStore(db) as store:
-        now = time.time()
-        samples = []
-        for _ in range(repeat):
+def rss_mib(pid: int | None) -> float | None:
+    """Resident memory of `pid` in MiB (VmRSS from /proc; None where that is unavailable)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@asynccontextmanager
+async def server(b: Bench, args: list[str]) -> AsyncIterator[tuple[Any, int | None]]:
+    """A Client connected over stdio to `python ARGS`, and the server's pid when it can be found."""
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=sys.executable, args=args, env=D.pythonpath())
+    before = _children()
+    with b.server_log() as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            new = _children() - before
+            yield client, (new.pop() if len(new) == 1 else None)
+
+
+def our_server(b: Bench, db: Path) -> list[str]:
+    """Arguments that serve the registry in `db` on stdio."""
+    return ["-m", "mcp_tasks", "serve", "--db", str(db), "--agent", "bench", "--sync", b.synchronous.lower()]
+
+
+NOOP_SERVER = ["-m", "mcp_tasks.bench_noop"]
+
+
+async def _call(client: Any, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    if result.is_error:
+        raise RuntimeError(f"{tool} failed: {result.content[0].text if result.content else result}")
+    return result.structured_content or {}
+
+
+async def _cycle(client: Any) -> None:
+    got = await _call(client, "claim", {})
+    if not got.get("lease"):
+        raise RuntimeError(f"claim found no ready task: {got.get('message')}")
+    tid, lease = got["task"]["id"], got["lease"]
+    await _call(client, "start", {"task_id": tid, "lease": lease})
+    await _call(client, "complete", {"task_id": tid, "lease": lease, "result": "ok"})
+
+
+async def bench_mcp_call(b: Bench) -> Figure:
+    """Per-call time of claim, start, complete cycles over stdio vs the no-op tool of a bare MCPServer.
+
+    Both servers run at once and take turns (one cycle, then three no-op calls), so both see the
+    same machine noise.
+    """
+    cycles, warm = b.sizes.mcp_cycles, 3
+    db = b.fresh("mcp.db")
+    await D.add_ready(db, cycles + warm, priority=10)
+    b.say(f"MCP: {cycles} claim/start/complete cycles vs {3 * cycles} no-op calls")
+    ours = ref = 0.0
+    async with server(b, our_server(b, db)) as (mine, _), server(b, NOOP_SERVER) as (noop, _):
+        for _ in range(warm):
+            await _cycle(mine)
+            await noop.call_tool("noop", {})
+        for _ in range(cycles):
             t0 = time.perf_counter()
-            rows = await store.read(lambda tx: tx.list_ready(now, None, None, None, 50))
-            samples.append(time.perf_counter() - t0)
-            assert len(rows) == 50
-    return Figure(f"list_available(50) at {total:,} tasks, store, median", statistics.median(samples) * 1000, "ms",
-                  "", None, better="lower")
+            await _cycle(mine)
+            t1 = time.perf_counter()
+            for _ in range(3):
+                await _call(noop, "noop", {})
+            ours, ref = ours + t1 - t0, ref + time.perf_counter() - t1
+    per_call = 1000 / (3 * cycles)
+    return Figure("MCP tool call over stdio (claim/start/complete, per call)", ours * per_call, "ms",
+                  "no-op tool, bare MCPServer", ref * per_call)
+
+
+async def bench_cold_start(b: Bench) -> Figure:
+    """Median time from spawning the server to its first tools/list answer, ours vs a bare MCPServer."""
+    db = b.fresh("cold.db")
+    await D.add_ready(db, 100)
+    b.say(f"cold start: {b.sizes.cold_runs} runs each")
+    ours, ref = [], []
+    for _ in range(b.sizes.cold_runs):
+        for args, samples in ((our_server(b, db), ours), (NOOP_SERVER, ref)):
+            t0 = time.perf_counter()
+            async with server(b, args) as (client, _):
+                await client.list_tools()
+                samples.append(time.perf_counter() - t0)
+    return Figure("cold start to first tools/list (median)", statistics.median(ours) * 1000, "ms",
+                  "bare MCPServer", statistics.median(ref) * 1000)
+
+
+async def bench_rss(b: Bench) -> Figure:
+    """Server RSS on a large database after list_available, get_task and tasks://board, vs a bare MCPServer."""
+    if b.user_db is not None:
+        db = b.fresh("rss.db")
+    else:
+        db = b.work / "rss.db"
+        size = b.sizes.rss_tasks
+        if (b.work / f"list-{size}.db").exists():
+            D.copy_db(b.work / f"list-{size}.db", db)
+        else:
+            b.say(f"RSS: populating {size:,} tasks")
+            await D.blocked_outranking_db(db, size)
+        b.say(f"RSS: appending task histories up to {b.sizes.rss_events:,} events")
+        D.add_history(db, b.sizes.rss_events)
+    tasks, events = D.db_counts(db)
+    b.say(f"RSS: serving {tasks:,} tasks and {events:,} events")
+    async with server(b, our_server(b, db)) as (client, pid):
+        listed = await _call(client, "list_available", {"limit": 50})
+        ids = [t["id"] for t in listed.get("tasks", [])]
+        if not ids:
+            ids = [t["id"] for t in (await _call(client, "find_tasks", {"limit": 1})).get("tasks", [])]
+        if ids:
+            await _call(client, "get_task", {"task_id": ids[0], "events": 20})
+        await client.read_resource("tasks://board")
+        mine = rss_mib(pid)
+    async with server(b, NOOP_SERVER) as (client, pid):
+        for _ in range(3):
+            await _call(client, "noop", {})
+        ref = rss_mib(pid)
+    if mine is None or ref is None:
+        b.notes.append("server RSS: n/a (needs Linux /proc)")
+    return Figure(f"server RSS, {_short(tasks)} tasks + {_short(events)} events", mine, "MiB", "bare MCPServer", ref)
+
+
+def _short(n: int) -> str:
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size and n % (size // 10) == 0:
+            return f"{n / size:g}{suffix}"
+    return f"{n:,}"
+
+
+# ---------------------------------------------------------------- the run
+
+
+async def run(quick: bool = False, db: str | None = None, synchronous: str = "FULL",
+              say: Callable[[str], None] | None = None) -> tuple[list[Figure], list[str]]:
+    """Every benchmark (small with `quick`; on a copy of `db` when given); returns (figures, notes)."""
+    with tempfile.TemporaryDirectory(prefix="mcp-tasks-bench-") as tmp:
+        b = Bench(Path(tmp), QUICK if quick else FULL, synchronous.upper())
+        if say is not None:
+            b.say = say
+        if db is not None:
+            b.user_db = Path(db)
+            D.copy_db(b.user_db, b.work / "base.db")
+        figures = await bench_claims(b)
+        for total in ([None] if db is not None else b.sizes.list_sizes):
+            figures.append(await bench_list(b, total))
+        figures.append(await bench_mcp_call(b))
+        figures.append(await bench_cold_start(b))
+        figures.append(await bench_rss(b))
+        return figures, b.notes
+
+
+def machine(synchronous: str, quick: bool, db: str | None) -> str:
+    """The header line: CPU, cores, OS, Python, SQLite and mcp versions, sync mode, run kind."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith(("model name", "Hardware"))), cpu)
+    except OSError:
+        pass
+    try:
+        sdk = metadata.version("mcp")
+    except metadata.PackageNotFoundError:
+        sdk = "?"
+    where = f"copy of {db}" if db else "synthetic databases"
+    load = f", load average {os.getloadavg()[0]:.2f} at start" if hasattr(os, "getloadavg") else ""
+    return (f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}{load}; "
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, mcp {sdk}\n"
+            f"run: {'quick' if quick else 'full'}, synchronous={synchronous.upper()}, {where}; "
+            "ratio = value / reference value")
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
 
 
 def render(figures: list[Figure]) -> str:
     """The figures as an aligned text table."""
     rows = []
     for f in figures:
-        ref = "-" if f.reference_value is None else f"{f.reference_value:,.3f}"
-        ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
-        rows.append([f.name, f"{f.value:,.3f} {f.unit}", f.reference or "-", ref, ratio])
+        ratio = "n/a" if f.ratio is None else f"{f.ratio:.3g}x"
+        rows.append([f.name, f"{_num(f.value)} {f.unit}", f.reference or "-", f"{_num(f.reference_value)} {f.unit}",
+                     ratio])
     headers = ["measure", "value", "reference", "reference value", "ratio"]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
-async def run(quick: bool = False) -> list[Figure]:
-    """Every benchmark, small with `quick`."""
-    with tempfile.TemporaryDirectory(prefix="mcp-tasks-bench-") as tmp:
-        work = Path(tmp)
-        figures = [await claims_per_second(work, 300 if quick else 3000)]
-        for total in ([1_000] if quick else [1_000, 10_000, 100_000]):
-            figures.append(await list_available_latency(work, total, repeat=50 if quick else 200))
-    return figures
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench options: --db, --quick, --sync."""
+    parser.add_argument("--db", metavar="PATH",
+                        help="measure your own database: every figure is taken on copies of it in a temporary "
+                             "folder (deleted afterwards); the file itself is only read, never changed")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds (for CI)")
+    parser.add_argument("--sync", choices=["full", "normal"], default="full", type=str.lower,
+                        help="SQLite synchronous mode for the measured writes, ours and references (default full)")
+
+
+async def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the bench from parsed arguments and print the header, the table and any notes."""
+    if args.db is not None and not Path(args.db).is_file():
+        print(f"error: no database file at {args.db}", file=sys.stderr)
+        return 2
+    print(machine(args.sync, args.quick, args.db), flush=True)
+    figures, notes = await run(quick=args.quick, db=args.db, synchronous=args.sync)
+    print(render(figures))
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mcp_tasks.bench [--quick] [--db PATH] [--sync full|normal]`."""
+    parser = argparse.ArgumentParser(prog="mcp-tasks bench", description=DESCRIPTION)
+    add_arguments(parser)
+    return asyncio.run(cmd_bench(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
-    print(render(asyncio.run(run())))
+    sys.exit(main())

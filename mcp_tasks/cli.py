@@ -377,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--agent")
     s.set_defaults(run=cmd_schedule)
 
+    from . import bench
+
+    s = sub.add_parser("bench", help=bench.HELP, description=bench.DESCRIPTION)
+    bench.add_arguments(s)
+    s.set_defaults(run=bench.cmd_bench)
+
     s = sub.add_parser("replay", parents=[common], help="rebuild one task from its events and compare")
     s.add_argument("task_id")
     s.set_defaults(run=cmd_replay)

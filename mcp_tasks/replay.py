@@ -7,13 +7,13 @@ from typing import Any, Iterable
 from .models import REPLAYED_FIELDS, Difference, Event, Task
 
 
+_FACTORIES = {name: f.default_factory for name, f in Task.model_fields.items() if f.default_factory is not None}
+_VALUES = {name: f.default for name, f in Task.model_fields.items() if not f.is_required() and name not in _FACTORIES}
+
+
 def _defaults() -> dict[str, Any]:
     """Field defaults: the created event leaves out fields that start at their default."""
-    return {
-        name: f.get_default(call_default_factory=True)
-        for name, f in Task.model_fields.items()
-        if not f.is_required()
-    }
+    return {**_VALUES, **{name: make() for name, make in _FACTORIES.items()}}  # type: ignore[call-arg]
 
 
 def fold(events: Iterable[Event]) -> Task | None:

@@ -87,9 +87,7 @@ def build_tools(app: Any) -> list[Tool]:
             return V.ClaimResult(message=(
                 f"No ready task matches. PENDING {counts[State.PENDING]} (blocked or backing off), "
                 f"in progress {counts[State.ASSIGNED] + counts[State.ACTIVE]}. Try later or widen filters."))
-        _, ready, _ = await reg.get_with_context(got.task.id)
-        return V.ClaimResult(task=V.detail(got.task, ready), lease=got.lease,
-                             lease_expires_at=V.iso(got.lease_expires_at))
+        return V.ClaimResult(task=V.detail(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
 
     @thin
     async def start(ctx: Context, task_id: TaskId, lease: Lease, request_id: RequestId = None) -> V.TaskStatus:

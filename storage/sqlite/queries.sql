@@ -217,3 +217,27 @@ GROUP BY type, actor, holder;
 SELECT DISTINCT assignee FROM tasks INDEXED BY tasks_assignee
 WHERE assignee IS NOT NULL AND substr(assignee, 1, length(:prefix)) = :prefix
 ORDER BY assignee LIMIT :limit;
+
+-- ---------------------------------------------------------------------------------------------
+-- Bench reference (mcp_tasks/stores/sqlite_raw.py, `mcp-tasks bench`); the registry never runs these.
+
+-- name: bench_naive_pending
+-- What a store without the maintained unmet_deps counter has to do: walk every PENDING task in
+-- claim order (no ready index exists without the counter, so this sorts) and check each task's
+-- dependencies one query at a time (dependency_states) until enough ready ones are found.
+SELECT id, title, type, priority, tags, created_at, retry_count,
+       checkpoint_data IS NOT NULL AS has_checkpoint, num
+FROM tasks
+WHERE state = 'PENDING' AND (not_before IS NULL OR not_before <= :now)
+ORDER BY priority DESC, created_at, num;
+
+-- name: bench_history_candidates
+-- Ready tasks nobody depends on: the bench gives them a finished history (claim ... complete).
+SELECT * FROM tasks INDEXED BY tasks_ready
+WHERE state = 'PENDING' AND unmet_deps = 0
+  AND NOT EXISTS (SELECT 1 FROM deps WHERE deps.depends_on = tasks.id)
+ORDER BY priority DESC, created_at, num
+LIMIT :limit;
+
+-- name: bench_count_events
+SELECT COUNT(*) AS n FROM events;

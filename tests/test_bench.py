@@ -1,0 +1,105 @@
+"""`mcp-tasks bench`: every row is printed (never the timings), its databases are valid, and a
+user's database given with --db is never changed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mcp_tasks import Registry, bench, bench_data
+from mcp_tasks.stores import SqliteStore, sqlite_raw
+
+ROOT = Path(__file__).parent.parent
+NUMBER = r"\d[\d,]*(\.\d+)?(e[+-]?\d+)?"
+
+
+def run_bench(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_tasks.bench", "--quick", *args],
+        check=False, capture_output=True, text=True, timeout=600, env=bench_data.child_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def assert_rows(out: str, names: list[str]) -> None:
+    lines = out.splitlines()
+    assert lines[0].startswith("machine: ") and "cores" in lines[0] and "SQLite" in lines[0]
+    assert "synchronous=FULL" in lines[1]
+    for name in names:
+        row = [ln for ln in lines if ln.startswith(name)]
+        assert len(row) == 1, f"row {name!r} missing or repeated in:\n{out}"
+        cells = re.split(r"\s{2,}", row[0].strip())
+        assert len(cells) == 5, row[0]
+        _, value, _, reference_value, ratio = cells
+        if name == "server RSS" and not Path("/proc").is_dir():
+            assert value.startswith("n/a"), row[0]  # memory is read from /proc (Linux)
+            continue
+        assert re.match(NUMBER, value) and re.match(NUMBER, reference_value), row[0]
+        assert re.fullmatch(NUMBER + "x", ratio), row[0]
+
+
+def test_quick_run_prints_every_row_with_value_reference_and_ratio():
+    out = run_bench()
+    assert_rows(out, bench.row_names(quick=True))
+    assert "listed different tasks" not in out and "claims of" not in out, out
+
+
+def test_db_option_measures_a_copy_and_never_changes_the_users_file(tmp_path):
+    db = tmp_path / "mine.db"
+    asyncio.run(bench_data.add_ready(db, 60))
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    siblings = sorted(p.name for p in tmp_path.iterdir())
+    out = run_bench("--db", str(db))
+    assert_rows(out, bench.row_names(quick=True, db=str(db)))
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == siblings
+
+
+async def test_bench_databases_pass_verify_and_the_naive_scan_agrees(tmp_path):
+    db = tmp_path / "history.db"
+    await bench_data.blocked_outranking_db(db, 600)
+    tasks, events = bench_data.add_history(db, 5_000)
+    assert (tasks, events) == (600, 5_000)
+    async with Registry(SqliteStore(db), agent="check") as reg:
+        assert await reg.verify() == []
+        listed = [s.id for s in (await reg.list_available(limit=50)).items]
+        now = reg.clock()
+        naive = await reg.store.read(lambda tx: sqlite_raw.naive_list_ready(tx.conn, now, 50))
+        assert naive == listed and len(listed) > 0
+
+
+async def test_raw_claim_loop_writes_what_the_registry_would(tmp_path):
+    db = tmp_path / "raw.db"
+    await bench_data.add_ready(db, 30)
+    conn = sqlite_raw.connect(str(db))
+    try:
+        assert sqlite_raw.claim_loop(conn, 100) == 30
+    finally:
+        conn.close()
+    async with Registry(SqliteStore(db), agent="check") as reg:
+        assert await reg.verify() == []
+        assert (await reg.claim()) is None
+
+
+def test_claim_processes_report_every_claim(tmp_path):
+    db = tmp_path / "claims.db"
+    asyncio.run(bench_data.add_ready(db, 2 * (10 + bench_data.WARM_UP)))
+    for kind in ("registry", "raw"):
+        copy = bench_data.copy_db(db, tmp_path / f"{kind}.db")
+        rate, claims = bench_data.claims_rate(kind, copy, 2, 10, "NORMAL")
+        assert claims == 20 and rate > 0
+
+
+async def test_copying_a_live_database_sees_its_committed_tasks(tmp_path):
+    db = tmp_path / "live.db"
+    async with Registry(SqliteStore(db), agent="writer") as reg:
+        await reg.create_tasks([{"title": f"t{i}"} for i in range(5)])
+        assert (tmp_path / "live.db-wal").exists()
+        sqlite_raw.copy_database(db, tmp_path / "copy.db")
+    async with Registry(SqliteStore(tmp_path / "copy.db"), agent="reader") as copy:
+        assert sum((await copy.counts()).values()) == 5
