@@ -100,7 +100,7 @@ class Registry:
                     return (decode(value) if decode else value), set()
             t = T.Tx(tx=tx, now=self.clock(), actor=who, policy=self.policy, rng=self.rng)
             result = script(t)
-            if rid is not None and t.changed:
+            if rid is not None:  # even an answer that changed nothing is the answer to this request
                 tx.put_request(who, rid, op, digest, A.encode(result), t.now)
             return result, t.changed
 
@@ -258,7 +258,7 @@ class Registry:
     async def start(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
         """ASSIGNED -> ACTIVE; renews the lease."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
-        return await self._write("start", actor, request_id, {"id": tid}, lambda t: T.start(t, tid, tok), Task.model_validate)
+        return await self._write("start", actor, request_id, {"id": tid, "lease": T.lease_hash(tok)}, lambda t: T.start(t, tid, tok), Task.model_validate)
 
     async def checkpoint(
         self, task_id: str, lease: str, data: Any = None, note: str | None = None, progress: int | None = None,
@@ -269,7 +269,7 @@ class Registry:
         payload = limits.json_value("data", data)
         text = limits.text("note", note, limits.MAX_TEXT)
         pct = None if progress is None else limits.integer("progress", progress, 0, 100)
-        args = {"id": tid, "data": payload, "note": text, "progress": pct}
+        args = {"id": tid, "lease": T.lease_hash(tok), "data": payload, "note": text, "progress": pct}
         return await self._write(
             "checkpoint", actor, request_id, args, lambda t: T.checkpoint(t, tid, tok, payload, text, pct),
             Task.model_validate,
@@ -284,7 +284,8 @@ class Registry:
         res = limits.json_value("result", result)
         arts = limits.artifacts(artifacts)
         use = A.usage(usage)
-        args = {"id": tid, "result": res, "artifacts": arts, "usage": None if use is None else use.model_dump()}
+        args = {"id": tid, "lease": T.lease_hash(tok), "result": res, "artifacts": arts,
+                "usage": None if use is None else use.model_dump()}
         return await self._write(
             "complete", actor, request_id, args, lambda t: T.complete(t, tid, tok, res, arts, use), Task.model_validate
         )
@@ -299,7 +300,7 @@ class Registry:
         if not isinstance(retryable, bool):
             raise InvalidInput("retryable must be true or false")
         return await self._write(
-            "fail", actor, request_id, {"id": tid, "error": err, "retryable": retryable},
+            "fail", actor, request_id, {"id": tid, "lease": T.lease_hash(tok), "error": err, "retryable": retryable},
             lambda t: T.fail(t, tid, tok, err, retryable), Task.model_validate,  # type: ignore[arg-type]
         )
 
@@ -310,14 +311,14 @@ class Registry:
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         why = limits.text("reason", reason, limits.MAX_TEXT, required=True)
         return await self._write(
-            "pause", actor, request_id, {"id": tid, "reason": why},
+            "pause", actor, request_id, {"id": tid, "lease": T.lease_hash(tok), "reason": why},
             lambda t: T.pause(t, tid, tok, why), Task.model_validate,  # type: ignore[arg-type]
         )
 
     async def resume(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
         """PAUSED -> ACTIVE; the lease runs again."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
-        return await self._write("resume", actor, request_id, {"id": tid}, lambda t: T.resume(t, tid, tok), Task.model_validate)
+        return await self._write("resume", actor, request_id, {"id": tid, "lease": T.lease_hash(tok)}, lambda t: T.resume(t, tid, tok), Task.model_validate)
 
     async def release(
         self, task_id: str, lease: str, reason: str | None = None, *, actor: str | None = None, request_id: str | None = None
@@ -326,7 +327,7 @@ class Registry:
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         why = limits.text("reason", reason, limits.MAX_TEXT)
         return await self._write(
-            "release", actor, request_id, {"id": tid, "reason": why},
+            "release", actor, request_id, {"id": tid, "lease": T.lease_hash(tok), "reason": why},
             lambda t: T.release(t, tid, tok, why), Task.model_validate,
         )
 

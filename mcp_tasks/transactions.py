@@ -30,6 +30,7 @@ from .models import SCHEMA_VERSION, Claim, Created, NewTask, Task, Usage
 from .rules import Policy, append_error, backoff, done_times, error_entry, readiness
 from .states import (
     DEPENDENCY_EDIT_STATES,
+    HELD_STATES,
     LEASED_STATES,
     STATE_BOUND_ACTIONS,
     State,
@@ -124,16 +125,21 @@ class Tx:
             raise InvalidTransition(f"cannot {action} {task.id}", task_id=task.id, state=task.state)
 
     def require_lease(self, task: Task, action: str, lease: str | None) -> None:
-        """The state must allow `action` and `lease` must be the task's current lease (fencing)."""
-        self.require(task, action)
+        """`lease` must be the task's current lease (fencing), and the state must allow `action`.
+
+        The lease is checked first: a caller whose lease is not current has lost the task, and
+        needs to hear that rather than which moves the task's new holder could make.
+        """
         if not lease or task.lease_hash is None or lease_hash(lease) != task.lease_hash:
-            holder = f" It is held by {task.assignee}" if task.assignee else ""
+            holder = f", held by {task.assignee}" if task.assignee and task.state in HELD_STATES else ""
             raise LeaseError(
-                f"the lease token is not the current lease on {task.id}.{holder}; only the lease returned "
-                "by the latest claim is accepted (yours may be stale after an expiry or release)",
+                f"the lease token is not the current lease on {task.id} (it is {task.state.value} now{holder}); "
+                "only the lease from the latest claim counts. If it was yours, the task is no longer yours: "
+                "stop working on it and claim again",
                 task_id=task.id,
                 state=task.state,
             )
+        self.require(task, action)
         if task.state in LEASED_STATES and task.lease_expires_at is not None and task.lease_expires_at <= self.now:
             raise LeaseError(
                 f"your lease on {task.id} expired {self.now - task.lease_expires_at:.0f}s ago; the task goes "
@@ -436,6 +442,8 @@ def update(
     deps = list(task.depends_on)
     unmet = task.unmet_deps
     if add_deps or remove_deps:
+        # an id named twice is one edit (as in create_tasks), not a second insert or delete
+        add_deps, remove_deps = list(dict.fromkeys(add_deps)), list(dict.fromkeys(remove_deps))
         if task.state not in DEPENDENCY_EDIT_STATES:
             allowed = ", ".join(s.value for s in sorted(DEPENDENCY_EDIT_STATES, key=list(State).index))
             raise InvalidTransition(

@@ -115,3 +115,17 @@ async def test_every_change_bumps_the_version(registry):
     assert versions == sorted(set(versions)) and versions[-1] - versions[0] == 3
     events = await registry.events(tid)
     assert len(events) == versions[-1]  # one event per version
+
+
+async def test_a_replay_does_not_vouch_for_another_lease(registry):
+    tid, lease = await drive_to(registry, State.ASSIGNED)
+    await registry.start(tid, lease, request_id="s-1")
+    with pytest.raises(IdempotencyConflict):
+        await registry.start(tid, "forged-token", request_id="s-1")
+
+
+async def test_an_answer_that_changed_nothing_is_remembered_too(registry):
+    assert await registry.claim(request_id="c-empty") is None
+    await registry.create_tasks([{"title": "arrives later"}])
+    assert await registry.claim(request_id="c-empty") is None  # same request, same first answer
+    assert (await registry.claim(request_id="c-new")) is not None

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from mcp_tasks import Policy, State
-from mcp_tasks.errors import InvalidInput, InvalidTransition, LeaseError
+from mcp_tasks.errors import InvalidInput, LeaseError
 from mcp_tasks.rules import backoff
 
 
@@ -23,8 +23,9 @@ async def test_expired_assigned_lease_returns_the_task_to_pending(registry, cloc
     assert task.state == State.PENDING and task.assignee is None and task.retry_count == 0
     last = (await registry.events(tid))[-1]
     assert (last.type, last.from_state, last.to_state, last.actor) == ("lease_expired", State.ASSIGNED, State.PENDING, "reaper")
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(LeaseError, match="no longer yours") as info:
         await registry.start(tid, claim.lease)
+    assert info.value.state == State.PENDING
 
 
 async def test_expired_active_lease_fails_then_retries_and_hands_over_the_checkpoint(registry, clock):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_tasks import State
-from mcp_tasks.errors import InvalidTransition, TaskError
+from mcp_tasks.errors import InvalidTransition, LeaseError, TaskError
 from mcp_tasks.models import Task
 from mcp_tasks.states import EDGES, State as S, allowed_actions, render_markdown
 from mcp_tasks.transactions import Tx
@@ -128,13 +128,17 @@ async def test_every_edge_is_exercised_by_the_api(registry):
 
 
 NON_EDGES = [(s, a) for s in OBSERVABLE for a in ACTIONS if a not in allowed_actions(s)]
+LEASED = {"start", "checkpoint", "complete", "fail", "pause", "resume", "release"}
 
 
 @pytest.mark.parametrize(("state", "action"), NON_EDGES, ids=[f"{s.value}-{a}" for s, a in NON_EDGES])
 async def test_every_other_action_is_refused_and_changes_nothing(registry, state, action):
+    """Refused as an invalid transition; lease-bound actions by a caller without the current lease
+    are refused as a lease error first (the task is not theirs), naming the state all the same."""
     tid, lease = await drive_to(registry, state)
     before = await registry.get(tid)
-    with pytest.raises(InvalidTransition) as info:
+    expected = LeaseError if action in LEASED and (lease is None or before.lease_hash is None) else InvalidTransition
+    with pytest.raises(expected) as info:
         await ACTIONS[action](registry, tid, lease)
     err = info.value
     assert err.task_id == tid and err.state == state
