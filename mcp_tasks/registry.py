@@ -466,6 +466,16 @@ class Registry:
         found = await self.store.read(lambda tx: tx.count_by_state())
         return {s: found.get(s, 0) for s in State}
 
+    async def outlook(self) -> tuple[dict[State, int], float | None]:
+        """Counts by state and when the next task waiting out a retry backoff becomes ready."""
+        now = self.clock()
+
+        def run(tx: ReadTx) -> tuple[dict[State, int], float | None]:
+            return tx.count_by_state(), tx.next_backoff_end(now)
+
+        found, backoff_end = await self.store.read(run)
+        return {s: found.get(s, 0) for s in State}, backoff_end
+
     async def blocked_by_failed(self, limit: int = 100) -> list[tuple[str, str, State]]:
         """(task, dependency, dependency state) for waiting tasks whose dependency is CANCELLED or FAILED."""
         n = limits.integer("limit", limit, 1, 10_000)

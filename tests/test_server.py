@@ -249,3 +249,19 @@ async def test_prompt_arguments_are_bounded_and_cleaned(tmp_path):
         assert "Goal: ab" in odd.messages[0].content.text
         missing = await client.get_prompt("resume", {"task_id": "t-" + "x" * 5000})
         assert "could not read the task" in missing.messages[0].content.text
+
+
+async def test_an_empty_claim_says_what_the_queue_waits_for(tmp_path):
+    async with Client(create_server(str(tmp_path / "t.db"), agent="a")) as client:
+        agent = Agent(client)
+        assert (await agent.call("claim"))["message"] == "No ready task: no open work at all."
+        ids = (await agent.call("create_tasks", tasks=[
+            {"key": "r", "title": "reviewed", "requires_review": True}, {"key": "f", "title": "flaky"},
+            {"key": "d", "title": "after review", "depends_on": ["r"]}]))["by_key"]
+        for key, finish in (("r", "complete"), ("f", "fail")):
+            claim = await agent.call("claim", task_id=ids[key])
+            await agent.call("start", task_id=ids[key], lease=claim["lease"])
+            await agent.call(finish, task_id=ids[key], lease=claim["lease"], **({"error": "x"} if finish == "fail" else {}))
+        empty = await agent.call("claim")
+        assert "a retried task becomes ready in" in empty["message"] and "1 in REVIEW waiting for a reviewer" in empty["message"]
+        assert 0 < empty["retry_after_s"] <= 2

@@ -83,10 +83,8 @@ def build_tools(app: Any) -> list[Tool]:
         got = await reg.claim(task_id, capabilities=capabilities, tags=tags, lease_seconds=lease_seconds,
                               actor=app.actor(ctx), request_id=request_id)
         if got is None:
-            counts = await reg.counts()
-            return V.ClaimResult(message=(
-                f"No ready task matches. PENDING {counts[State.PENDING]} (blocked or backing off), "
-                f"in progress {counts[State.ASSIGNED] + counts[State.ACTIVE]}. Try later or widen filters."))
+            counts, backoff_end = await reg.outlook()
+            return V.nothing_to_claim(counts, backoff_end, reg.clock())
         return V.ClaimResult(task=V.detail(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
 
     @thin
@@ -118,7 +116,7 @@ def build_tools(app: Any) -> list[Tool]:
         usage: UsageIn | None = None,
         request_id: RequestId = None,
     ) -> V.TaskStatus:
-        """Finish: DONE, or REVIEW if review is required."""
+        """Finish: DONE, or REVIEW if required."""
         t = await app.registry.complete(task_id, lease, result, artifacts, usage and usage.model_dump(),
                                         actor=app.actor(ctx), request_id=request_id)
         return V.status(t)
@@ -127,7 +125,7 @@ def build_tools(app: Any) -> list[Tool]:
     async def fail(
         ctx: Context, task_id: TaskId, lease: Lease, error: Text, retryable: bool = True, request_id: RequestId = None
     ) -> V.TaskStatus:
-        """Report failure; retryable failures are retried later."""
+        """Report failure; retryable ones are retried later."""
         t = await app.registry.fail(task_id, lease, error, retryable, actor=app.actor(ctx), request_id=request_id)
         return V.status(t)
 
@@ -221,7 +219,7 @@ def build_tools(app: Any) -> list[Tool]:
     async def get_task(
         ctx: Context, task_id: TaskId, events: Annotated[int, Field(ge=0, le=limits.MAX_EVENT_PAGE, description="Latest events to include")] = 0
     ) -> V.TaskWithEvents:
-        """A task in full, why it is (not) ready, and latest events."""
+        """A task in full, its readiness and latest events."""
         task, ready, evs = await app.registry.get_with_context(task_id, events=events)
         return V.TaskWithEvents(task=V.detail(task, ready), events=[V.dump(V.event(e)) for e in evs] or None)
 

@@ -104,6 +104,7 @@ class ClaimResult(BaseModel):
     lease: str | None = None
     lease_expires_at: str | None = None
     message: str | None = None
+    retry_after_s: float | None = None
 
 
 class EventView(BaseModel):
@@ -140,6 +141,27 @@ class Scheduled(BaseModel):
 
 
 # ---------------------------------------------------------------- converters
+
+
+def nothing_to_claim(counts: dict[State, int], backoff_end: float | None, now: float) -> ClaimResult:
+    """Why a claim found nothing, and when trying again may help."""
+    parts = []
+    wait = None if backoff_end is None else round(max(0.0, backoff_end - now), 3)
+    if wait is not None:
+        parts.append(f"a retried task becomes ready in {wait:.1f}s")
+    held = counts[State.ASSIGNED] + counts[State.ACTIVE] + counts[State.PAUSED]
+    if held:
+        parts.append(f"{held} in progress (their dependents wait for them)")
+    if counts[State.REVIEW]:
+        parts.append(f"{counts[State.REVIEW]} in REVIEW waiting for a reviewer")
+    if counts[State.BACKLOG]:
+        parts.append(f"{counts[State.BACKLOG]} in BACKLOG until scheduled")
+    if counts[State.PENDING] and not parts:
+        parts.append(f"{counts[State.PENDING]} PENDING, blocked by failed or cancelled work")
+    if not parts:
+        parts.append("no open work at all")
+    filtered = "No ready task matches your filters" if counts[State.PENDING] else "No ready task"
+    return ClaimResult(message=f"{filtered}: " + "; ".join(parts) + ".", retry_after_s=wait)
 
 
 def brief(s: TaskSummary) -> TaskBrief:

@@ -72,6 +72,10 @@ class ReadTx(Protocol):
 
     def oldest_ready(self, now: float) -> float | None: ...
 
+    def next_backoff_end(self, now: float) -> float | None:
+        """When the first task now waiting out a retry backoff becomes claimable."""
+        ...
+
     def done_rows(self) -> list[dict[str, Any]]:
         """assignee, type, wait/work/cycle_time, retry_count, usage_* of every DONE task."""
         ...

@@ -181,6 +181,10 @@ class SqliteTx:
         row = self._one("oldest_ready", {"now": now})
         return None if row is None else row["created_at"]
 
+    def next_backoff_end(self, now: float) -> float | None:
+        row = self._one("next_backoff_end", {"now": now})
+        return None if row is None else row["at"]
+
     def done_rows(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._all("done_rows")]
 

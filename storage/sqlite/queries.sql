@@ -241,3 +241,7 @@ LIMIT :limit;
 
 -- name: bench_count_events
 SELECT COUNT(*) AS n FROM events;
+
+-- name: next_backoff_end
+SELECT MIN(not_before) AS at FROM tasks INDEXED BY tasks_ready
+WHERE state = 'PENDING' AND unmet_deps = 0 AND not_before > :now;
