@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +97,47 @@ def test_people_review_cancel_retry_and_schedule_from_the_cli(tmp_path):
 def test_serve_refuses_a_nonsense_lease(tmp_path):
     out = run("serve", "--db", str(tmp_path / "x.db"), "--lease-seconds", "0", check=False)
     assert out.returncode != 0 and "--lease-seconds must be between 1 and 86400" in out.stderr
+
+
+def test_events_follow_stats_and_replay(tmp_path):
+    import asyncio
+    import queue
+    import threading
+
+    from mcp_tasks import Registry
+    from mcp_tasks.stores import SqliteStore
+
+    db = str(tmp_path / "cli.db")
+    first = run("add", "Before following", "--db", db).stdout.strip()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "mcp_tasks", "events", "--follow", "--interval", "0.1", "--db", db],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        async def change() -> str:
+            async with Registry(SqliteStore(db), agent="worker") as reg:
+                claim = await reg.claim(first)
+                await reg.start(first, claim.lease)
+                await reg.complete(first, claim.lease, result="ok", usage={"tokens": 10, "api_calls": 1, "cost": 0.5})
+                return (await reg.create_tasks([{"title": "made while following"}])).ids[0]
+
+        lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout], daemon=True).start()
+        second = asyncio.run(change())
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while not any(second in line and "created" in line for line in seen):
+            assert time.monotonic() < deadline, f"follow did not show the new event: {seen}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        assert any(first in line and "completed" in line for line in seen)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+        follower.stdout.close()
+    stats = run("stats", "--db", db).stdout
+    assert "DONE 1" in stats and "PENDING 1" in stats and "worker" in stats
+    replay = run("replay", first, "--db", db)
+    assert json.loads(replay.stdout)["state"] == "DONE" and "equals the stored task" in replay.stderr

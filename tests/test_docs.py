@@ -23,6 +23,12 @@ def test_readme_transition_table_is_rendered_from_the_code():
     )
 
 
+def test_readme_limits_table_is_rendered_from_the_code():
+    from mcp_tasks import limits
+
+    assert _section("limits") == limits.render_markdown(), "README's limits table is stale"
+
+
 def test_readme_documents_every_tool_resource_and_prompt():
     from mcp_tasks.server.prompts import load_files
     from mcp_tasks.server.tools import build_tools
