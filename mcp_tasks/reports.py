@@ -104,8 +104,10 @@ async def metrics(reg: Registry) -> Metrics:
     for kind, actor, holder, n in failures:
         if kind == "failed":
             agents[actor]["failed"] += n
-        else:
+        elif kind == "lease_expired":
             agents[holder or "-"]["lease_expiries"] += n
+        elif holder is not None:  # a retry after this agent's attempt failed or its lease expired
+            agents[holder]["retries"] += n
 
     def finish(g: dict[str, Any], attempts: int) -> dict[str, Any]:
         cycle, work = g.pop("cycle"), g.pop("work")

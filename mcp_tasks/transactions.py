@@ -264,7 +264,7 @@ def reap(t: Tx, limit: int) -> list[str]:
                 {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_hash": None},
                 info, actor=REAPER,
             )
-            _retry_or_dead_letter(t, failed, retryable=True, actor=REAPER)
+            _retry_or_dead_letter(t, failed, retryable=True, actor=REAPER, holder=holder)
         reaped.append(task.id)
     return reaped
 
@@ -273,13 +273,17 @@ def _unassigned() -> dict[str, Any]:
     return {"assignee": None, "lease_hash": None, "lease_expires_at": None, "lease_seconds": None}
 
 
-def _retry_or_dead_letter(t: Tx, task: Task, retryable: bool, actor: str | None = None) -> Task:
+def _retry_or_dead_letter(
+    t: Tx, task: Task, retryable: bool, actor: str | None = None, holder: str | None = None
+) -> Task:
+    """Requeue after a backoff while retries are left; `holder` is whose attempt failed (metrics)."""
     if not retryable or task.retry_count >= task.max_retries:
         return task  # stays FAILED: a dead letter
     count = task.retry_count + 1
     delay = backoff(count, t.policy, t.rng)
     fields = {"retry_count": count, "not_before": t.now + delay, **_unassigned()}
-    return t.change(task, State.PENDING, "retried", fields, {"auto": True, "backoff": delay}, actor=actor)
+    info = {"auto": True, "backoff": delay, "holder": holder or actor or t.actor}
+    return t.change(task, State.PENDING, "retried", fields, info, actor=actor)
 
 
 def claim(

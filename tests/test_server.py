@@ -265,3 +265,23 @@ async def test_an_empty_claim_says_what_the_queue_waits_for(tmp_path):
         empty = await agent.call("claim")
         assert "a retried task becomes ready in" in empty["message"] and "1 in REVIEW waiting for a reviewer" in empty["message"]
         assert 0 < empty["retry_after_s"] <= 2
+
+
+async def test_metrics_count_retries_and_expiries_per_agent(tmp_path):
+    from mcp_tasks import Policy
+
+    clock = [1_800_000_000.0]
+    server = create_server(str(tmp_path / "t.db"), agent="agent-a", clock=lambda: clock[0],
+                           policy=Policy(lease_seconds=30))
+    async with Client(server) as client:
+        agent = Agent(client)
+        a, b = (await agent.call("create_tasks", tasks=[{"title": "a"}, {"title": "b"}]))["ids"]
+        claim = await agent.call("claim", task_id=a)
+        await agent.call("start", task_id=a, lease=claim["lease"])
+        await agent.call("fail", task_id=a, lease=claim["lease"], error="flaky")
+        claim = await agent.call("claim", task_id=b)
+        await agent.call("start", task_id=b, lease=claim["lease"])
+        clock[0] += 31
+        await server.app_state.registry.reap()
+        mine = (await agent.read("metrics://summary"))["by_agent"]["agent-a"]
+        assert (mine["failed"], mine["lease_expiries"], mine["retries"]) == (1, 1, 2)

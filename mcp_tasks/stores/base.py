@@ -85,7 +85,7 @@ class ReadTx(Protocol):
         ...
 
     def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
-        """(event type, actor, lease holder, count) for 'failed' and 'lease_expired' events."""
+        """(event type, actor, holder, count) for 'failed', 'lease_expired' and 'retried' events."""
         ...
 
 

@@ -210,7 +210,7 @@ SELECT type, state, COUNT(*) AS n, SUM(retry_count) AS retries FROM tasks GROUP 
 
 -- name: failure_counts
 SELECT type, actor, json_extract(data, '$.holder') AS holder, COUNT(*) AS n
-FROM events WHERE type IN ('failed', 'lease_expired')
+FROM events WHERE type IN ('failed', 'lease_expired', 'retried')
 GROUP BY type, actor, holder;
 
 -- name: assignees_with_prefix
