@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 from . import arguments as A
 from . import limits
+from . import planning as P
 from . import transactions as T
 from .errors import IdempotencyConflict, InvalidInput, TaskError, TaskNotFound
 from .ids import new_task_id
@@ -133,7 +134,7 @@ class Registry:
             try:
                 return await self._write(
                     "create_tasks", actor, request_id, args,
-                    lambda t: T.create_tasks(t, specs, ids, bool(ready)), Created.model_validate,
+                    lambda t: P.create_tasks(t, specs, ids, bool(ready)), Created.model_validate,
                 )
             except IdCollision:
                 continue
@@ -147,7 +148,7 @@ class Registry:
             raise InvalidInput(f"task_ids has {len(task_ids)} items; at most {limits.MAX_BATCH} allowed")
         ids = list(dict.fromkeys(limits.task_id("task_ids item", i) for i in task_ids))
         return await self._write(
-            "schedule", actor, request_id, {"ids": ids}, lambda t: T.schedule(t, ids), A.task_list
+            "schedule", actor, request_id, {"ids": ids}, lambda t: P.schedule(t, ids), A.task_list
         )
 
     async def update(
@@ -176,7 +177,7 @@ class Registry:
         args = {"id": tid, "v": expected_version, "fields": clean, "add": add, "remove": remove}
         return await self._write(
             "update_task", actor, request_id, args,
-            lambda t: T.update(t, tid, expected_version, clean, add, remove), Task.model_validate,
+            lambda t: P.update(t, tid, expected_version, clean, add, remove), Task.model_validate,
         )
 
     async def cancel(
