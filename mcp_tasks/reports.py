@@ -35,7 +35,7 @@ async def board(reg: Registry, limit: int = 100) -> Board:
     def read(tx: Any) -> tuple[Any, ...]:
         held = [t for s in HELD for t in tx.tasks_in_state(s, limit)]
         dead = tx.tasks_in_state(State.FAILED, limit)
-        ready = tx.list_ready(now, None, None, None, limit + 1)
+        ready = tx.list_ready(now, None, None, None, limit)
         return tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now), ready
 
     counts, held, dead, blocked, oldest, ready = await reg.store.read(read)
@@ -45,7 +45,7 @@ async def board(reg: Registry, limit: int = 100) -> Board:
                                              "lease_expires_at": iso(t.lease_expires_at)})
     return Board(
         counts={s.value: counts.get(s, 0) for s in State},
-        ready=len(ready) if len(ready) <= limit else limit,
+        ready=len(ready),
         oldest_ready_age_s=None if oldest is None else round(now - oldest, 3),
         held=dict(sorted(by_agent.items())),
         dead_letters=[{"id": t.id, "title": t.title, "retry_count": t.retry_count,
