@@ -9,7 +9,8 @@ import logging
 import sys
 from typing import Any, Callable
 
-from . import __version__, config, timefmt
+from . import __version__, config
+from .display import iso as _iso, short as _short, table as _table
 from .errors import TaskError
 from .models import Event, Task
 from .registry import Registry
@@ -19,25 +20,13 @@ from .stores import make_store
 
 def iso(ts: float | None) -> str:
     """A timestamp as ISO 8601 UTC, seconds precision; '-' for none."""
-    return timefmt.iso(ts, ms=False) or "-"
+    return _iso(ts, ms=False) or "-"
 
 
 def open_registry(args: argparse.Namespace, agent: str | None = None) -> Registry:
     """A registry over the database named by --db / MCP_TASKS_DB / the default."""
     store = make_store(config.resolve_db(args.db), synchronous=config.resolve_sync(getattr(args, "sync", None)))
     return Registry(store, agent=agent or getattr(args, "agent", None) or "cli")
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*map(str, r)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _short(text: str, n: int = 48) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def format_event(ev: Event) -> str:
@@ -174,26 +163,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def cmd_events(args: argparse.Namespace) -> int:
     async with open_registry(args) as reg:
-        if args.task:
-            after = 0
-            while page := await reg.events(args.task, after=after, limit=500):
+        if args.since is not None:
+            seq = args.since
+        elif args.task:
+            seq = 0
+        else:
+            seq = max(0, await reg.last_seq() - args.last)
+        while True:
+            async for page in reg.event_pages(seq, task_id=args.task):
                 for ev in page:
                     print(format_event(ev), flush=True)
-                after = page[-1].seq
-            if not args.follow:
-                return 0
-        seq = args.since if args.since is not None else max(0, await reg.last_seq() - args.last)
-        if args.task:
-            seq = max(seq, after)
-        while True:
-            page = await reg.events_since(seq, limit=500)
-            for ev in page:
-                if not args.task or ev.task_id == args.task:
-                    print(format_event(ev), flush=True)
-            if page:
                 seq = page[-1].seq
-            if len(page) == 500:
-                continue
             if not args.follow:
                 return 0
             await asyncio.sleep(args.interval)
@@ -265,9 +245,9 @@ async def cmd_replay(args: argparse.Namespace) -> int:
     async with open_registry(args) as reg:
         replayed = await reg.replay(args.task_id)
         stored = await reg.get(args.task_id)
-        events = await reg.events(args.task_id, limit=500)
+        events = [e async for page in reg.event_pages(task_id=args.task_id) for e in page]
     print(json.dumps(replayed.model_dump(mode="json", exclude={"blocks"}), indent=2))
-    diffs = differences(stored, events) if len(events) < 500 else []
+    diffs = differences(stored, events)
     if diffs:
         for d in diffs:
             print(f"differs: {d.field}: stored={d.stored!r} replayed={d.replayed!r}", file=sys.stderr)
@@ -277,7 +257,7 @@ async def cmd_replay(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run
+    from .harness.demo import run
 
     return await run(args)
 
@@ -377,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--agent")
     s.set_defaults(run=cmd_schedule)
 
-    from . import bench
+    from .harness import bench
 
     s = sub.add_parser("bench", help=bench.HELP, description=bench.DESCRIPTION)
     bench.add_arguments(s)

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Callable, TypeVar
 
 
@@ -20,7 +21,7 @@ from . import limits
 from . import planning as P
 from . import transactions as T
 from .errors import IdempotencyConflict, InvalidInput, TaskError, TaskNotFound
-from .ids import new_task_id
+from .ids import lease_hash, new_task_id
 from .models import Claim, Created, Difference, Event, NewTask, Page, Readiness, Task, TaskSummary, Usage
 from .replay import differences, fold
 from .rules import Policy, readiness
@@ -228,7 +229,7 @@ class Registry:
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
         after = A.cursor_decode("r", cursor, 3)
         now = self.clock()
-        rows = await self.store.read(lambda tx: tx.list_ready(now, caps, want, after, n + 1))  # type: ignore[arg-type]
+        rows = await self.store.read(lambda tx: tx.list_ready(now, caps, want, after, n + 1))
         items = [s for s, _ in rows[:n]]
         nxt = A.cursor_encode("r", rows[n - 1][1]) if len(rows) > n else None
         return Page[TaskSummary](items=items, next_cursor=nxt)
@@ -259,7 +260,7 @@ class Registry:
     async def start(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
         """ASSIGNED -> ACTIVE; renews the lease."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
-        return await self._write("start", actor, request_id, {"id": tid, "lease": T.lease_hash(tok)}, lambda t: T.start(t, tid, tok), Task.model_validate)
+        return await self._write("start", actor, request_id, {"id": tid, "lease": lease_hash(tok)}, lambda t: T.start(t, tid, tok), Task.model_validate)
 
     async def checkpoint(
         self, task_id: str, lease: str, data: Any = None, note: str | None = None, progress: int | None = None,
@@ -270,7 +271,7 @@ class Registry:
         payload = limits.json_value("data", data)
         text = limits.text("note", note, limits.MAX_TEXT)
         pct = None if progress is None else limits.integer("progress", progress, 0, 100)
-        args = {"id": tid, "lease": T.lease_hash(tok), "data": payload, "note": text, "progress": pct}
+        args = {"id": tid, "lease": lease_hash(tok), "data": payload, "note": text, "progress": pct}
         return await self._write(
             "checkpoint", actor, request_id, args, lambda t: T.checkpoint(t, tid, tok, payload, text, pct),
             Task.model_validate,
@@ -285,7 +286,7 @@ class Registry:
         res = limits.json_value("result", result)
         arts = limits.artifacts(artifacts)
         use = A.usage(usage)
-        args = {"id": tid, "lease": T.lease_hash(tok), "result": res, "artifacts": arts,
+        args = {"id": tid, "lease": lease_hash(tok), "result": res, "artifacts": arts,
                 "usage": None if use is None else use.model_dump()}
         return await self._write(
             "complete", actor, request_id, args, lambda t: T.complete(t, tid, tok, res, arts, use), Task.model_validate
@@ -301,7 +302,7 @@ class Registry:
         if not isinstance(retryable, bool):
             raise InvalidInput("retryable must be true or false")
         return await self._write(
-            "fail", actor, request_id, {"id": tid, "lease": T.lease_hash(tok), "error": err, "retryable": retryable},
+            "fail", actor, request_id, {"id": tid, "lease": lease_hash(tok), "error": err, "retryable": retryable},
             lambda t: T.fail(t, tid, tok, err, retryable), Task.model_validate,  # type: ignore[arg-type]
         )
 
@@ -312,14 +313,14 @@ class Registry:
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         why = limits.text("reason", reason, limits.MAX_TEXT, required=True)
         return await self._write(
-            "pause", actor, request_id, {"id": tid, "lease": T.lease_hash(tok), "reason": why},
+            "pause", actor, request_id, {"id": tid, "lease": lease_hash(tok), "reason": why},
             lambda t: T.pause(t, tid, tok, why), Task.model_validate,  # type: ignore[arg-type]
         )
 
     async def resume(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
         """PAUSED -> ACTIVE; the lease runs again."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
-        return await self._write("resume", actor, request_id, {"id": tid, "lease": T.lease_hash(tok)}, lambda t: T.resume(t, tid, tok), Task.model_validate)
+        return await self._write("resume", actor, request_id, {"id": tid, "lease": lease_hash(tok)}, lambda t: T.resume(t, tid, tok), Task.model_validate)
 
     async def release(
         self, task_id: str, lease: str, reason: str | None = None, *, actor: str | None = None, request_id: str | None = None
@@ -328,7 +329,7 @@ class Registry:
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         why = limits.text("reason", reason, limits.MAX_TEXT)
         return await self._write(
-            "release", actor, request_id, {"id": tid, "lease": T.lease_hash(tok), "reason": why},
+            "release", actor, request_id, {"id": tid, "lease": lease_hash(tok), "reason": why},
             lambda t: T.release(t, tid, tok, why), Task.model_validate,
         )
 
@@ -411,7 +412,7 @@ class Registry:
         q = limits.text("text", text, limits.MAX_TITLE) or None
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
         after = A.cursor_decode("f", cursor, 2)
-        rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1))  # type: ignore[arg-type]
+        rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1))
         nxt = A.cursor_encode("f", rows[n - 1][1]) if len(rows) > n else None
         return Page[Task](items=[t for t, _ in rows[:n]], next_cursor=nxt)
 
@@ -428,6 +429,25 @@ class Registry:
         n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
         return await self.store.read(lambda tx: tx.events_since(a, n))
 
+    async def event_pages(
+        self, after: int = 0, *, task_id: str | None = None, page: int = limits.MAX_EVENT_PAGE
+    ) -> AsyncIterator[list[Event]]:
+        """Every event after sequence number `after` (only `task_id`'s when given), page by page in
+        order, until the log as it is now has been read."""
+        tid = None if task_id is None else limits.task_id("task_id", task_id)
+        seq = limits.integer("after", after, 0, 2**62)
+        n = limits.integer("page", page, 1, limits.MAX_EVENT_PAGE)
+        while True:
+            if tid is None:
+                events = await self.store.read(lambda tx: tx.events_since(seq, n))
+            else:
+                events = await self.store.read(lambda tx: tx.events_of_task(tid, seq, n))
+            if events:
+                yield events
+                seq = events[-1].seq
+            if len(events) < n:
+                return
+
     async def last_seq(self) -> int:
         """Sequence number of the newest event (0 when there are none)."""
         return await self.store.read(lambda tx: tx.last_seq())
@@ -435,14 +455,7 @@ class Registry:
     async def replay(self, task_id: str) -> Task:
         """The task rebuilt from its events alone."""
         tid = limits.task_id("task_id", task_id)
-        events: list[Event] = []
-        while True:
-            after = events[-1].seq if events else 0
-            page = await self.store.read(lambda tx: tx.events_of_task(tid, after, limits.MAX_EVENT_PAGE))
-            events.extend(page)
-            if len(page) < limits.MAX_EVENT_PAGE:
-                break
-        task = fold(events)
+        task = fold([e async for page in self.event_pages(task_id=tid) for e in page])
         if task is None:
             raise TaskNotFound(f"no events for task {tid}")
         return task

@@ -11,10 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from .registry import Registry
-from .states import State
-from .timefmt import iso
-
-HELD = (State.ASSIGNED, State.ACTIVE, State.PAUSED, State.REVIEW)
+from .states import HELD_STATES, State
+from .display import iso
 
 
 class Board(BaseModel):
@@ -33,7 +31,7 @@ async def board(reg: Registry, limit: int = 100) -> Board:
     now = reg.clock()
 
     def read(tx: Any) -> tuple[Any, ...]:
-        held = [t for s in HELD for t in tx.tasks_in_state(s, limit)]
+        held = [t for s in sorted(HELD_STATES, key=list(State).index) for t in tx.tasks_in_state(s, limit)]
         dead = tx.tasks_in_state(State.FAILED, limit)
         ready = tx.list_ready(now, None, None, None, limit)
         return tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now), ready

@@ -76,8 +76,9 @@ INITIAL_STATES = frozenset({State.BACKLOG, State.PENDING})
 TERMINAL_STATES = frozenset({State.DONE, State.CANCELLED})
 # States in which a claimer holds a running lease that the reaper watches.
 LEASED_STATES = frozenset({State.ASSIGNED, State.ACTIVE})
-# States in which the assignee's lease token still identifies them (even without a running expiry).
-HELD_STATES = frozenset({State.ASSIGNED, State.ACTIVE, State.PAUSED})
+# States in which a task belongs to its assignee: the lease from the latest claim still identifies
+# them, with or without a running expiry (APPROVED passes to DONE in the approving transaction).
+HELD_STATES = frozenset({State.ASSIGNED, State.ACTIVE, State.PAUSED, State.REVIEW})
 
 # Actions that are not moves but are legal only in some states.
 STATE_BOUND_ACTIONS: dict[str, frozenset[State]] = {
@@ -101,14 +102,6 @@ def targets(source: State, action: str) -> tuple[State, ...]:
 def is_edge(source: State, target: State) -> bool:
     """True when the table has a move from `source` to `target`."""
     return any(e.source == source and e.target == target for e in EDGES)
-
-
-def action_for(source: State, target: State) -> str:
-    """The action that labels the move `source -> target`; raises KeyError for a non-edge."""
-    for e in EDGES:
-        if e.source == source and e.target == target:
-            return e.action
-    raise KeyError(f"{source} -> {target} is not in the transition table")
 
 
 def allowed_actions(state: State) -> list[str]:

@@ -8,9 +8,7 @@ its event, and returns. Raising anywhere rolls the whole transaction back.
 
 from __future__ import annotations
 
-import hashlib
 import random
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +23,7 @@ from .errors import (
     TaskNotFound,
     VersionConflict,
 )
+from .ids import lease_hash, new_lease_token
 from .models import Claim, Task, Usage
 from .rules import Policy, append_error, backoff, done_times, error_entry, readiness
 from .states import (
@@ -38,11 +37,6 @@ from .states import (
 from .stores.base import WriteTx
 
 REAPER = "reaper"
-
-
-def lease_hash(token: str) -> str:
-    """What the database keeps of a lease token: a digest, so readers of the file cannot use it."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -205,11 +199,12 @@ def claim(
                 allowed=["list_available"], waiting_on=ready.waiting_on, failed_deps=ready.failed_deps,
             )
     else:
-        task = t.tx.next_ready(t.now, caps, tags)
-        if task is None:
+        best = t.tx.next_ready(t.now, caps, tags)
+        if best is None:
             return None
+        task = best
     length = lease_seconds or t.policy.lease_seconds
-    token = secrets.token_urlsafe(18)
+    token = new_lease_token()
     expires = t.now + length
     fields = {
         "assignee": t.actor, "assigned_at": t.now, "lease_hash": lease_hash(token),

@@ -111,10 +111,7 @@ class Fleet:
 
 async def all_events(db: str) -> list[Event]:
     async with Registry(SqliteStore(db), agent="checker") as reg:
-        events: list[Event] = []
-        while page := await reg.events_since(events[-1].seq if events else 0, limit=500):
-            events += page
-    return events
+        return [e async for page in reg.event_pages() for e in page]
 
 
 EXPECTED_EVENT = {"claim": {"claimed"}, "start": {"started"}, "checkpoint": {"checkpoint"},

@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mcp_tasks import Registry, bench, bench_data
-from mcp_tasks.stores import SqliteStore, sqlite_raw
+from mcp_tasks import Registry
+from mcp_tasks.harness import bench, bench_data, sqlite_bench
+from mcp_tasks.stores import SqliteStore
 
 ROOT = Path(__file__).parent.parent
 NUMBER = r"\d[\d,]*(\.\d+)?(e[+-]?\d+)?"
@@ -19,7 +20,7 @@ NUMBER = r"\d[\d,]*(\.\d+)?(e[+-]?\d+)?"
 
 def run_bench(*args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "mcp_tasks.bench", "--quick", *args],
+        [sys.executable, "-m", "mcp_tasks.harness.bench", "--quick", *args],
         check=False, capture_output=True, text=True, timeout=600, env=bench_data.child_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -69,16 +70,16 @@ async def test_bench_databases_pass_verify_and_the_naive_scan_agrees(tmp_path):
         assert await reg.verify() == []
         listed = [s.id for s in (await reg.list_available(limit=50)).items]
         now = reg.clock()
-        naive = await reg.store.read(lambda tx: sqlite_raw.naive_list_ready(tx.conn, now, 50))
+        naive = await reg.store.read(lambda tx: sqlite_bench.naive_list_ready(tx.conn, now, 50))
         assert naive == listed and len(listed) > 0
 
 
 async def test_raw_claim_loop_writes_what_the_registry_would(tmp_path):
     db = tmp_path / "raw.db"
     await bench_data.add_ready(db, 30)
-    conn = sqlite_raw.connect(str(db))
+    conn = sqlite_bench.connect(str(db))
     try:
-        assert sqlite_raw.claim_loop(conn, 100) == 30
+        assert sqlite_bench.claim_loop(conn, 100) == 30
     finally:
         conn.close()
     async with Registry(SqliteStore(db), agent="check") as reg:
@@ -90,7 +91,7 @@ def test_claim_processes_report_every_claim(tmp_path):
     db = tmp_path / "claims.db"
     asyncio.run(bench_data.add_ready(db, 2 * (10 + bench_data.WARM_UP)))
     for kind in ("registry", "raw"):
-        copy = bench_data.copy_db(db, tmp_path / f"{kind}.db")
+        copy = asyncio.run(bench_data.copy_db(db, tmp_path / f"{kind}.db"))
         rate, claims = bench_data.claims_rate(kind, copy, 2, 10, "NORMAL")
         assert claims == 20 and rate > 0
 
@@ -100,6 +101,6 @@ async def test_copying_a_live_database_sees_its_committed_tasks(tmp_path):
     async with Registry(SqliteStore(db), agent="writer") as reg:
         await reg.create_tasks([{"title": f"t{i}"} for i in range(5)])
         assert (tmp_path / "live.db-wal").exists()
-        sqlite_raw.copy_database(db, tmp_path / "copy.db")
+        await SqliteStore(db).copy_to(tmp_path / "copy.db")
     async with Registry(SqliteStore(tmp_path / "copy.db"), agent="reader") as copy:
         assert sum((await copy.counts()).values()) == 5

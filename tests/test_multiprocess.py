@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mcp_tasks import Registry, State
+from mcp_tasks.ids import lease_hash
 from mcp_tasks.stores import SqliteStore
 
 from .fleet import check_history
@@ -18,10 +18,6 @@ from .fleet import check_history
 WORKER = Path(__file__).parent / "programs" / "claim_worker.py"
 TASKS = int(os.environ.get("MCP_TASKS_TEST_TASKS", "2000"))
 PROCS = int(os.environ.get("MCP_TASKS_TEST_PROCS", "4"))
-
-
-def lease_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def _plan(reg: Registry, n: int, rng: random.Random) -> dict[str, list[str]]:
@@ -63,9 +59,7 @@ async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
     async with Registry(SqliteStore(db), agent="checker") as reg:
         counts = await reg.counts()
         assert counts[State.DONE] == TASKS, counts
-        events = []
-        while page := await reg.events_since(events[-1].seq if events else 0, limit=500):
-            events += page
+        events = [e async for page in reg.event_pages() for e in page]
         assert await reg.verify() == []
 
     claim_events = [e for e in events if e.type == "claimed"]

@@ -51,7 +51,7 @@ from mcp_tasks.errors import (
     VersionConflict,
 )
 from mcp_tasks.stores import SqliteStore
-from mcp_tasks.transactions import lease_hash
+from mcp_tasks.ids import lease_hash
 
 from .helpers import FakeClock, drive_to
 

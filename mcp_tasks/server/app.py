@@ -129,4 +129,4 @@ def create_server(
 
 def state_of(mcp: MCPServer) -> AppState:
     """The AppState of a server made by create_server."""
-    return mcp.app_state  # type: ignore[attr-defined,no-any-return]
+    return mcp.app_state  # type: ignore[attr-defined]

@@ -102,15 +102,11 @@ class ChangeFollower:
     async def catch_up(self) -> int:
         """Publish everything after the last seen event; returns how many events were read."""
         read = 0
-        while True:
-            events = await self.registry.events_since(self.last_seq, limit=500)
-            if not events:
-                return read
+        async for events in self.registry.event_pages(self.last_seq):
             self.last_seq = events[-1].seq
             read += len(events)
             await self.publish(uris_for(events))
-            if len(events) < 500:
-                return read
+        return read
 
     async def run(self) -> None:
         """Follow forever (cancel to stop)."""

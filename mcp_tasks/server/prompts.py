@@ -102,7 +102,7 @@ def build_prompts(app: Any, files: list[PromptFile] | None = None) -> list[Promp
     out = []
     for pf in files if files is not None else load_files():
         out.append(Prompt(
-            name=pf.name, title=pf.title, description=pf.description, fn=_renderer(app, pf),
+            name=pf.name, title=pf.title, description=pf.description, fn=_renderer(app, pf), context_kwarg=None,
             arguments=[PromptArgument(name=a["name"], description=a.get("description"),
                                       required=bool(a.get("required", False))) for a in pf.arguments],
         ))

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from ..models import Event, Readiness, Task, TaskSummary
 from ..states import State, allowed_actions
-from ..timefmt import iso
+from ..display import iso
 
 
 class TaskBrief(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Protocol
 
 from ..models import Event, Task, Usage
 from ..states import State
@@ -17,12 +17,20 @@ JSON_VALUE_COLUMNS = ("checkpoint_data", "result")
 _STATES = {s.value: s for s in State}
 
 
+class Row(Protocol):
+    """A database row: values by column name (sqlite3.Row, a psycopg dict row, a dict)."""
+
+    def keys(self) -> Any: ...
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text as the stores keep it."""
     return _dumps(value)
 
 
-def task_from_row(row: Mapping[str, Any], depends_on: list[str], blocks: list[str] | None = None) -> Task:
+def task_from_row(row: Row, depends_on: list[str], blocks: list[str] | None = None) -> Task:
     """A Task from a `tasks` row (any mapping of column -> value) and its dependency lists."""
     d = dict(row)
     d.pop("num", None)
@@ -85,7 +93,7 @@ def task_params(task: Task) -> dict[str, Any]:
     }
 
 
-def event_from_row(row: Mapping[str, Any]) -> Event:
+def event_from_row(row: Row) -> Event:
     """An Event from an `events` row."""
     fs, ts = row["from_state"], row["to_state"]
     return Event.model_construct(

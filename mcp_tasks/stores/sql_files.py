@@ -19,14 +19,14 @@ def storage_dir(dialect: str) -> Path:
 
 
 @cache
-def queries(dialect: str) -> dict[str, str]:
-    """Named queries of `dialect`: name -> SQL text."""
-    text = (storage_dir(dialect) / "queries.sql").read_text(encoding="utf-8")
+def queries(dialect: str, file: str = "queries.sql") -> dict[str, str]:
+    """Named queries of `dialect` in `file` (the store's queries.sql by default): name -> SQL text."""
+    text = (storage_dir(dialect) / file).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     out: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2]):
         if name in out:
-            raise ValueError(f"query {name!r} defined twice in {dialect}/queries.sql")
+            raise ValueError(f"query {name!r} defined twice in {dialect}/{file}")
         out[name] = body.strip().rstrip(";").strip()
     return out
 

@@ -7,7 +7,9 @@ but may lose the last transactions on power loss (never on a process crash).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import sqlite3
 import time
 from functools import partial
@@ -57,7 +59,7 @@ class SqliteTx:
     def _task(self, row: sqlite3.Row, with_blocks: bool = False) -> Task:
         tid = row["id"]
         deps = [r[0] for r in self._all("task_depends_on", {"id": tid})]
-        blocks = [r[0] for r in self._all("task_blocks", {"id": tid})] if with_blocks else None
+        blocks = [r[0] for r in self._all("dependents", {"id": tid})] if with_blocks else None
         return task_from_row(row, deps, blocks)
 
     # ---- reads
@@ -403,12 +405,16 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         return await self._reader.run(partial(self._read_tx, fn))
 
-    # ---- inspection (tests, CLI)
-    async def schema_fingerprint(self) -> dict[str, Any]:
-        """Tables, columns, indexes and triggers, normalised so equal schemas compare equal."""
-        if self._reader is None:
-            raise RuntimeError("store is not open")
-        return await self._reader.run(lambda res: schema_fingerprint(res[0]))
+    # ---- copies
+    async def copy_to(self, dest: str | Path) -> None:
+        """Write a consistent copy of the whole database to `dest` without ever writing to this one.
+
+        Works whether or not this store is open, and while other processes write: a database
+        nobody has open (no -wal or -journal file beside it) is copied as a plain file, checked
+        unchanged afterwards; a live one is copied with SQLite's online backup API from a
+        read-only connection, which sees committed transactions only.
+        """
+        await asyncio.to_thread(_copy_database, Path(self.path), Path(dest))
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -453,3 +459,25 @@ def schema_fingerprint(conn: sqlite3.Connection) -> dict[str, Any]:
             entry["sql"] = " ".join((sql or "").split())
         out[name] = entry
     return out
+
+
+def _copy_database(src: Path, dst: Path) -> None:
+    side = [src.with_name(src.name + suffix) for suffix in ("-wal", "-journal")]
+    if not any(p.exists() for p in side):
+        before = src.stat()
+        shutil.copyfile(src, dst)
+        after = src.stat()
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and not any(
+            p.exists() for p in side
+        ):
+            return
+        dst.unlink()
+    source = sqlite3.connect(src.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(str(dst))
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()

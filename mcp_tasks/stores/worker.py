@@ -61,13 +61,10 @@ class ThreadWorker:
                 value, ok = fn(self._resource), True
             except BaseException as exc:
                 value, ok = exc, False
-            if loop is None:
-                fut.put((ok, value))
-            else:
-                try:
-                    loop.call_soon_threadsafe(_resolve, fut, ok, value)
-                except RuntimeError:  # the loop closed while we worked
-                    pass
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, ok, value)
+            except RuntimeError:  # the loop closed while we worked
+                pass
         try:
             self._close(self._resource)
         finally:
@@ -85,15 +82,6 @@ class ThreadWorker:
         fut = loop.create_future()
         self._queue.put((loop, fut, fn))
         return await fut
-
-    def run_sync(self, fn: Callable[[Any], T]) -> T:
-        """Run `fn(resource)` on the worker thread from synchronous code and wait for it."""
-        box: queue.SimpleQueue = queue.SimpleQueue()
-        self._queue.put((None, box, fn))
-        ok, value = box.get()
-        if not ok:
-            raise value
-        return value
 
     def stop(self) -> None:
         """Finish queued work, close the resource and end the thread."""

@@ -7,9 +7,6 @@ SELECT * FROM tasks WHERE id = :id;
 -- name: task_depends_on
 SELECT depends_on FROM deps WHERE task_id = :id ORDER BY depends_on;
 
--- name: task_blocks
-SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
-
 -- name: dependency_states
 SELECT d.depends_on AS id, t.state AS state
 FROM deps d JOIN tasks t ON t.id = d.depends_on
@@ -133,9 +130,6 @@ WHERE (:state IS NULL OR state = :state)
 ORDER BY created_at DESC, num DESC
 LIMIT :limit;
 
--- name: task_num
-SELECT num, created_at, priority FROM tasks WHERE id = :id;
-
 -- name: count_by_state
 SELECT state, COUNT(*) AS n FROM tasks GROUP BY state;
 
@@ -168,9 +162,6 @@ VALUES (:actor, :request_id, :op, :args_hash, :response, :at);
 
 -- name: prune_requests
 DELETE FROM requests WHERE at < :before;
-
--- name: count_tasks
-SELECT COUNT(*) AS n FROM tasks;
 
 -- name: create_migrations_table
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -217,30 +208,6 @@ GROUP BY type, actor, holder;
 SELECT DISTINCT assignee FROM tasks INDEXED BY tasks_assignee
 WHERE assignee IS NOT NULL AND substr(assignee, 1, length(:prefix)) = :prefix
 ORDER BY assignee LIMIT :limit;
-
--- ---------------------------------------------------------------------------------------------
--- Bench reference (mcp_tasks/stores/sqlite_raw.py, `mcp-tasks bench`); the registry never runs these.
-
--- name: bench_naive_pending
--- What a store without the maintained unmet_deps counter has to do: walk every PENDING task in
--- claim order (no ready index exists without the counter, so this sorts) and check each task's
--- dependencies one query at a time (dependency_states) until enough ready ones are found.
-SELECT id, title, type, priority, tags, created_at, retry_count,
-       checkpoint_data IS NOT NULL AS has_checkpoint, num
-FROM tasks
-WHERE state = 'PENDING' AND (not_before IS NULL OR not_before <= :now)
-ORDER BY priority DESC, created_at, num;
-
--- name: bench_history_candidates
--- Ready tasks nobody depends on: the bench gives them a finished history (claim ... complete).
-SELECT * FROM tasks INDEXED BY tasks_ready
-WHERE state = 'PENDING' AND unmet_deps = 0
-  AND NOT EXISTS (SELECT 1 FROM deps WHERE deps.depends_on = tasks.id)
-ORDER BY priority DESC, created_at, num
-LIMIT :limit;
-
--- name: bench_count_events
-SELECT COUNT(*) AS n FROM events;
 
 -- name: next_backoff_end
 SELECT MIN(not_before) AS at FROM tasks INDEXED BY tasks_ready

@@ -21,11 +21,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from ..registry import Registry
+from ..stores import SqliteStore
+from ..stores.sqlite import SqliteTx
 from . import bench_data as D
-from .registry import Registry
-from .stores import SqliteStore, sqlite_raw
+from . import sqlite_bench
 
 HELP = "measure claims/s, list latency, MCP call cost, cold start and memory against references"
 DESCRIPTION = (
@@ -91,11 +93,11 @@ class Bench:
         """The file that collects the stderr of every server the bench starts (for diagnosis)."""
         return open(self.work / "servers.log", "a", encoding="utf-8")
 
-    def fresh(self, name: str) -> Path:
+    async def fresh(self, name: str) -> Path:
         """A path for a new benchmark database: empty, or a copy of the user's database with --db."""
         path = self.work / name
         if self.user_db is not None:
-            D.copy_db(self.work / "base.db", path)
+            await D.copy_db(self.work / "base.db", path)
         return path
 
 
@@ -121,7 +123,7 @@ async def bench_claims(b: Bench) -> list[Figure]:
     template database; each figure is the median round.
     """
     n = b.sizes.claims
-    template = b.fresh("claims-template.db")
+    template = await b.fresh("claims-template.db")
     b.say(f"claims: populating {4 * (n + D.WARM_UP):,} ready tasks")
     await D.add_ready(template, 4 * (n + D.WARM_UP))
     figures = []
@@ -130,7 +132,7 @@ async def bench_claims(b: Bench) -> list[Figure]:
         plural = "es" if procs > 1 else ""
         for r in range(b.sizes.claim_rounds):
             for kind in ("registry", "raw"):
-                db = D.copy_db(template, b.work / f"claims-{kind}-{procs}-{r}.db")
+                db = await D.copy_db(template, b.work / f"claims-{kind}-{procs}-{r}.db")
                 b.say(f"claims: {kind}, {procs} process{plural}, round {r + 1} of {b.sizes.claim_rounds}")
                 rate, done = D.claims_rate(kind, db, procs, n, b.synchronous)
                 rates[kind].append(rate)
@@ -152,7 +154,7 @@ async def bench_claims(b: Bench) -> list[Figure]:
 async def bench_list(b: Bench, total: int | None) -> Figure:
     """Median list_available(limit 50) vs the naive scan (per-task dependency queries), same store."""
     if total is None:
-        db, label = b.fresh("list-db.db"), "--db copy"
+        db, label = await b.fresh("list-db.db"), "--db copy"
     else:
         db, label = b.work / f"list-{total}.db", f"{total:,} tasks"
         b.say(f"list_available: populating {total:,} tasks (blocked ones outrank ready ones)")
@@ -165,7 +167,7 @@ async def bench_list(b: Bench, total: int | None) -> Figure:
 
         async def naive() -> list[str]:
             now = reg.clock()
-            return await reg.store.read(lambda tx: sqlite_raw.naive_list_ready(tx.conn, now, 50))
+            return await reg.store.read(lambda tx: sqlite_bench.naive_list_ready(cast(SqliteTx, tx).conn, now, 50))
 
         if await ours() != await naive():
             b.notes.append(f"list_available at {label}: the registry and the naive scan listed different tasks")
@@ -193,7 +195,7 @@ async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
 
 def _children() -> set[int]:
     """Pids of this process's children (Linux /proc; empty elsewhere)."""
-    me, found = os.getpid(), set()
+    me, found = os.getpid(), set[int]()
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -244,7 +246,7 @@ def our_server(b: Bench, db: Path) -> list[str]:
     return ["-m", "mcp_tasks", "serve", "--db", str(db), "--agent", "bench", "--sync", b.synchronous.lower()]
 
 
-NOOP_SERVER = ["-m", "mcp_tasks.bench_noop"]
+NOOP_SERVER = ["-m", "mcp_tasks.harness.bench_noop"]
 
 
 async def _call(client: Any, tool: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +272,7 @@ async def bench_mcp_call(b: Bench) -> Figure:
     same machine noise.
     """
     cycles, warm = b.sizes.mcp_cycles, 3
-    db = b.fresh("mcp.db")
+    db = await b.fresh("mcp.db")
     await D.add_ready(db, cycles + warm, priority=10)
     b.say(f"MCP: {cycles} claim/start/complete cycles vs {3 * cycles} no-op calls")
     ours = ref = 0.0
@@ -292,10 +294,11 @@ async def bench_mcp_call(b: Bench) -> Figure:
 
 async def bench_cold_start(b: Bench) -> Figure:
     """Median time from spawning the server to its first tools/list answer, ours vs a bare MCPServer."""
-    db = b.fresh("cold.db")
+    db = await b.fresh("cold.db")
     await D.add_ready(db, 100)
     b.say(f"cold start: {b.sizes.cold_runs} runs each")
-    ours, ref = [], []
+    ours: list[float] = []
+    ref: list[float] = []
     for _ in range(b.sizes.cold_runs):
         for args, samples in ((our_server(b, db), ours), (NOOP_SERVER, ref)):
             t0 = time.perf_counter()
@@ -309,12 +312,12 @@ async def bench_cold_start(b: Bench) -> Figure:
 async def bench_rss(b: Bench) -> Figure:
     """Server RSS on a large database after list_available, get_task and tasks://board, vs a bare MCPServer."""
     if b.user_db is not None:
-        db = b.fresh("rss.db")
+        db = await b.fresh("rss.db")
     else:
         db = b.work / "rss.db"
         size = b.sizes.rss_tasks
         if (b.work / f"list-{size}.db").exists():
-            D.copy_db(b.work / f"list-{size}.db", db)
+            await D.copy_db(b.work / f"list-{size}.db", db)
         else:
             b.say(f"RSS: populating {size:,} tasks")
             await D.blocked_outranking_db(db, size)
@@ -359,7 +362,7 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
             b.say = say
         if db is not None:
             b.user_db = Path(db)
-            D.copy_db(b.user_db, b.work / "base.db")
+            await D.copy_db(b.user_db, b.work / "base.db")
         figures = await bench_claims(b)
         for total in ([None] if db is not None else b.sizes.list_sizes):
             figures.append(await bench_list(b, total))
@@ -436,7 +439,7 @@ async def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mcp_tasks.bench [--quick] [--db PATH] [--sync full|normal]`."""
+    """`python -m mcp_tasks.harness.bench [--quick] [--db PATH] [--sync full|normal]`."""
     parser = argparse.ArgumentParser(prog="mcp-tasks bench", description=DESCRIPTION)
     add_arguments(parser)
     return asyncio.run(cmd_bench(parser.parse_args(argv)))

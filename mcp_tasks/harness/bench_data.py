@@ -1,7 +1,7 @@
 """Databases and worker processes for `mcp-tasks bench` (the measurements are in bench.py).
 
 Tasks are created through the registry (batches of 500, synchronous=NORMAL: population is not
-measured); histories of 1M events are appended by the bulk path in stores/sqlite_raw.py, which
+measured); histories of 1M events are appended by the bulk path in sqlite_bench.py, which
 writes the rows and events the registry would write.
 """
 
@@ -16,8 +16,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .registry import Registry
-from .stores import SqliteStore, sqlite_raw
+from ..registry import Registry
+from ..stores import SqliteStore
+from . import sqlite_bench
 
 BATCH = 500
 
@@ -59,33 +60,33 @@ async def blocked_outranking_db(db: Path, total: int) -> None:
 
 def add_history(db: Path, events_total: int) -> tuple[int, int]:
     """Append finished task histories until `db` holds `events_total` events; returns (tasks, events)."""
-    conn = sqlite_raw.connect(str(db), "NORMAL")
+    conn = sqlite_bench.connect(str(db), "NORMAL")
     try:
-        _, events = sqlite_raw.counts(conn)
+        _, events = sqlite_bench.counts(conn)
         if events < events_total:
-            sqlite_raw.append_history(conn, events_total - events)
-        return sqlite_raw.counts(conn)
+            sqlite_bench.append_history(conn, events_total - events)
+        return sqlite_bench.counts(conn)
     finally:
         conn.close()
 
 
 def db_counts(db: Path) -> tuple[int, int]:
     """(tasks, events) in `db` (a benchmark database or a copy: the connection may switch it to WAL)."""
-    conn = sqlite_raw.connect(str(db), "NORMAL")
+    conn = sqlite_bench.connect(str(db), "NORMAL")
     try:
-        return sqlite_raw.counts(conn)
+        return sqlite_bench.counts(conn)
     finally:
         conn.close()
 
 
-def copy_db(src: Path | str, dst: Path) -> Path:
-    """A consistent copy of `src` at `dst` (the source is opened read-only)."""
-    sqlite_raw.copy_database(src, dst)
+async def copy_db(src: Path | str, dst: Path) -> Path:
+    """A consistent copy of `src` at `dst` (the source is never written)."""
+    await SqliteStore(src).copy_to(dst)
     return dst
 
 
 # ---------------------------------------------------------------- claiming processes
-# Workers are `python -m mcp_tasks.bench_data KIND DB SYNC LIMIT AGENT`: they open their
+# Workers are `python -m mcp_tasks.harness.bench_data KIND DB SYNC LIMIT AGENT`: they open their
 # connection, print "ready", wait for "go" on stdin, claim, and print one JSON line
 # {"claims", "started", "stopped"} with time.monotonic() stamps (one system-wide clock).
 # Each first makes WARM_UP claims that are not counted (statement cache, page cache).
@@ -121,12 +122,12 @@ async def _registry_claims(db: str, synchronous: str, limit: int, agent: str) ->
 
 
 def _raw_claims(db: str, synchronous: str, limit: int, agent: str) -> ClaimRun:
-    conn = sqlite_raw.connect(db, synchronous)
+    conn = sqlite_bench.connect(db, synchronous)
     try:
-        sqlite_raw.claim_loop(conn, WARM_UP, agent)
+        sqlite_bench.claim_loop(conn, WARM_UP, agent)
         _wait_for_go()
         t0 = time.monotonic()
-        n = sqlite_raw.claim_loop(conn, limit, agent)
+        n = sqlite_bench.claim_loop(conn, limit, agent)
         return ClaimRun(n, t0, time.monotonic())
     finally:
         conn.close()
@@ -135,7 +136,7 @@ def _raw_claims(db: str, synchronous: str, limit: int, agent: str) -> ClaimRun:
 def worker(argv: list[str]) -> None:
     """One claiming process: `registry` or `raw`, then DB SYNC LIMIT AGENT."""
     if len(argv) != 5:
-        raise SystemExit("usage: python -m mcp_tasks.bench_data registry|raw DB SYNC LIMIT AGENT (started by the bench)")
+        raise SystemExit("usage: python -m mcp_tasks.harness.bench_data registry|raw DB SYNC LIMIT AGENT (started by the bench)")
     kind, db, synchronous, limit, agent = argv
     if kind == "registry":
         run = asyncio.run(_registry_claims(db, synchronous, int(limit), agent))
@@ -156,7 +157,7 @@ def claims_rate(kind: str, db: Path, processes: int, limit: int, synchronous: st
     """
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "mcp_tasks.bench_data", kind, str(db), synchronous, str(limit), f"bench-{kind}-{i}"],
+            [sys.executable, "-m", "mcp_tasks.harness.bench_data", kind, str(db), synchronous, str(limit), f"bench-{kind}-{i}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
         )
         for i in range(processes)
@@ -188,7 +189,7 @@ def claims_rate(kind: str, db: Path, processes: int, limit: int, synchronous: st
 
 def pythonpath() -> dict[str, str]:
     """PYTHONPATH for child Pythons, so this package imports in them even when it is not installed."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     return {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
 
 

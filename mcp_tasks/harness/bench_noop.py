@@ -1,6 +1,6 @@
 """The reference server of `mcp-tasks bench`: a bare MCPServer with one no-op tool, over stdio.
 
-`python -m mcp_tasks.bench_noop` is what the SDK costs on its own (cold start, a tool call,
+`python -m mcp_tasks.harness.bench_noop` is what the SDK costs on its own (cold start, a tool call,
 memory), measured beside `mcp-tasks serve` in the same run.
 """
 

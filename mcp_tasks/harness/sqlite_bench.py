@@ -4,23 +4,21 @@
 compare-and-set update, event insert) inside BEGIN IMMEDIATE ... COMMIT, with no threads, no
 models and no rules, so the bench can report what the registry costs on top of the database.
 `naive_list_ready` is what listing ready work costs without the maintained unmet_deps counter.
-`append_history` and `copy_database` build and copy benchmark databases quickly; the rows and
-events they write are the ones the registry would write, so `Registry.verify()` passes on them.
+`append_history` builds large benchmark databases quickly; the rows and events it writes are the
+ones the registry would write, so `Registry.verify()` passes on them. The bench's own queries are
+in storage/sqlite/bench.sql.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
-import shutil
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
-from . import sql_files
-from .rows import dumps
+from ..ids import lease_hash, new_lease_token
+from ..stores import sql_files
+from ..stores.rows import dumps
 
 LEASE_SECONDS = 600.0
 
@@ -33,10 +31,6 @@ def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
-
-
-def _lease_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def claim_loop(conn: sqlite3.Connection, count: int, agent: str = "raw") -> int:
@@ -54,7 +48,7 @@ def claim_loop(conn: sqlite3.Connection, count: int, agent: str = "raw") -> int:
         conn.execute(q["task_depends_on"], {"id": row["id"]}).fetchall()
         params = dict(row)
         del params["num"], params["created_at"], params["created_by"]
-        lease = _lease_hash(secrets.token_urlsafe(18))
+        lease = lease_hash(new_lease_token())
         params.update(
             state="ASSIGNED", assignee=agent, assigned_at=now, lease_hash=lease, lease_expires_at=now + LEASE_SECONDS,
             lease_seconds=LEASE_SECONDS, not_before=None, version=row["version"] + 1, updated_at=now,
@@ -81,7 +75,7 @@ def naive_list_ready(conn: sqlite3.Connection, now: float, limit: int) -> list[s
     in a store that does not maintain the counter.
     """
     q = sql_files.queries("sqlite")
-    candidates = conn.cursor().execute(q["bench_naive_pending"], {"now": now})
+    candidates = conn.cursor().execute(sql_files.queries("sqlite", "bench.sql")["bench_naive_pending"], {"now": now})
     found: list[str] = []
     while len(found) < limit:
         rows = candidates.fetchmany(256)
@@ -117,7 +111,7 @@ def _history(row: sqlite3.Row, checkpoints: int, agent: str, step: float) -> tup
         state = to_state or state
 
     t += step
-    lease = _lease_hash(secrets.token_urlsafe(18))
+    lease = lease_hash(new_lease_token())
     emit("claimed", "ASSIGNED", {"assignee": agent, "assigned_at": t, "lease_hash": lease,
                                  "lease_expires_at": t + LEASE_SECONDS, "lease_seconds": LEASE_SECONDS,
                                  "not_before": None}, {"lease_seconds": LEASE_SECONDS})
@@ -156,7 +150,7 @@ def append_history(conn: sqlite3.Connection, events: int, per_task: int = 20, ag
     q = sql_files.queries("sqlite")
     per_task = max(3, per_task)
     wanted = -(-events // per_task)
-    rows = conn.execute(q["bench_history_candidates"], {"limit": wanted}).fetchall()
+    rows = conn.execute(sql_files.queries("sqlite", "bench.sql")["bench_history_candidates"], {"limit": wanted}).fetchall()
     written = 0
     for start in range(0, len(rows), 2000):
         conn.execute("BEGIN IMMEDIATE")
@@ -181,34 +175,5 @@ def append_history(conn: sqlite3.Connection, events: int, per_task: int = 20, ag
 
 def counts(conn: sqlite3.Connection) -> tuple[int, int]:
     """(tasks, events) in the database."""
-    q = sql_files.queries("sqlite")
-    return conn.execute(q["count_tasks"]).fetchone()[0], conn.execute(q["bench_count_events"]).fetchone()[0]
-
-
-def copy_database(src: str | Path, dst: str | Path) -> None:
-    """Copy a SQLite database consistently without ever writing to the source.
-
-    A database nobody has open (no -wal or -journal file beside it) is copied as a plain file,
-    checked unchanged afterwards, so not even -wal/-shm files appear next to it. A live one is
-    copied with SQLite's backup API from a read-only connection, which sees committed data only.
-    """
-    src, dst = Path(src), Path(dst)
-    side = [src.with_name(src.name + suffix) for suffix in ("-wal", "-journal")]
-    if not any(p.exists() for p in side):
-        before = src.stat()
-        shutil.copyfile(src, dst)
-        after = src.stat()
-        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and not any(
-            p.exists() for p in side
-        ):
-            return
-        dst.unlink()
-    source = sqlite3.connect(src.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        target = sqlite3.connect(str(dst))
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-    finally:
-        source.close()
+    q = sql_files.queries("sqlite", "bench.sql")
+    return conn.execute(q["bench_count_tasks"]).fetchone()[0], conn.execute(q["bench_count_events"]).fetchone()[0]

@@ -28,12 +28,14 @@ from typing import Any, Literal
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.types import TextContent
 
-from . import reports
-from .models import Event
-from .registry import Registry
-from .states import State
-from .stores import make_store
+from .. import reports
+from ..display import table
+from ..models import Event
+from ..registry import Registry
+from ..states import State
+from ..stores import make_store
 
 LEASE_SECONDS = 4
 REAPER_INTERVAL = 0.5
@@ -153,7 +155,8 @@ class Demo:
         with anyio.fail_after(CALL_TIMEOUT):
             res = await client.call_tool(tool, args)
         if res.is_error:
-            text = res.content[0].text if res.content else "(no message)"
+            first = res.content[0] if res.content else None
+            text = first.text if isinstance(first, TextContent) else "(no message)"
             raise DemoError(text)
         return res.structured_content or {}
 
@@ -311,12 +314,10 @@ class Demo:
             if not self.planned.is_set():
                 await anyio.sleep(0.1)
                 continue
-            page = await reg.events_since(seq, limit=500)
-            for ev in page:
-                seq = ev.seq
-                self.on_event(ev)
-            if len(page) == 500:
-                continue
+            async for page in reg.event_pages(seq):
+                for ev in page:
+                    self.on_event(ev)
+                seq = page[-1].seq
             if self.finished.is_set():
                 return
             counts = await reg.counts()
@@ -342,19 +343,9 @@ class Demo:
 # ---------------------------------------------------------------- summary
 
 
-def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*map(str, r)) for r in rows]
-    return "\n".join("  " + line.rstrip() for line in lines)
-
-
 async def summary(demo: Demo, reg: Registry) -> bool:
     """Print the per-task and per-agent tables and the replay check; True when all is well."""
-    events: list[Event] = []
-    while page := await reg.events_since(events[-1].seq if events else 0, limit=500):
-        events += page
+    events = [e async for page in reg.event_pages() for e in page]
     claims: dict[str, int] = {}
     agent_claims: dict[str, int] = {}
     reviews: dict[str, int] = {}
@@ -372,7 +363,7 @@ async def summary(demo: Demo, reg: Registry) -> bool:
                      t.assignee if t.state == State.DONE else "-", t.reviewer or "-",
                      "-" if t.cycle_time is None else f"{t.cycle_time:.1f}s"])
     print("\nTasks:")
-    print(_table(rows, ["id", "title", "type", "state", "claims", "retries", "done by", "reviewer", "cycle"]))
+    print(table(rows, ["id", "title", "type", "state", "claims", "retries", "done by", "reviewer", "cycle"], "  "))
     metrics = await reports.metrics(reg)
     names = sorted(set(agent_claims) | set(reviews) | set(metrics.by_agent))
     arows = []
@@ -381,7 +372,7 @@ async def summary(demo: Demo, reg: Registry) -> bool:
         arows.append([name, agent_claims.get(name, 0), g.get("done", 0), g.get("failed", 0),
                       g.get("lease_expiries", 0), reviews.get(name, 0), g.get("tokens", 0)])
     print("\nAgents:")
-    print(_table(arows, ["agent", "claims", "done", "failed", "lease expiries", "reviews", "tokens"]))
+    print(table(arows, ["agent", "claims", "done", "failed", "lease expiries", "reviews", "tokens"], "  "))
     diffs = await reg.verify()
     print(f"\nverify: {len(demo.titles)} tasks, {len(diffs)} differences"
           + (" (every task equals the replay of its events)" if not diffs else ""))
