@@ -6,6 +6,7 @@ LLM can act on. The MCP layer maps these to tool errors in one place.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .states import State, allowed_actions
@@ -43,14 +44,15 @@ class TaskError(Exception):
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """Structured form for logs and clients."""
+        """Structured form for clients and logs: code, message, task_id, state, allowed, then the data."""
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.task_id is not None:
             out["task_id"] = self.task_id
         if self.state is not None:
             out["state"] = self.state.value
             out["allowed"] = self.allowed
-        out.update(self.data)
+        for key, value in self.data.items():
+            out.setdefault(key, json.loads(json.dumps(value, default=str)))
         return out
 
 
@@ -108,7 +110,48 @@ class Forbidden(TaskError):
     code = "forbidden"
 
 
-class StoreBusy(TaskError):
-    """The database stayed locked by other writers past the busy timeout; retry shortly."""
+class StoreError(TaskError):
+    """The database failed, not the request: nothing was changed. Drivers' errors become one of
+    the subclasses below, once, in the store; nothing above the store sees a driver exception."""
+
+    code = "store"
+    retryable = False
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked or kept conflicting with other writers; retry shortly."""
 
     code = "busy"
+    retryable = True
+
+
+class StoreFull(StoreError):
+    """The database or its disk is full; writes are refused until space returns, reads still work."""
+
+    code = "full"
+    retryable = True
+
+
+class StoreReadOnly(StoreError):
+    """The database can be read but not written (file permissions, a read-only mount)."""
+
+    code = "read_only"
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be opened or reached (missing, not a database, permissions, I/O)."""
+
+    code = "unavailable"
+    retryable = True
+
+
+class StoreCorrupt(StoreError):
+    """The database file is damaged, or holds something this version cannot read."""
+
+    code = "corrupt"
+
+
+class CorruptRow(StoreCorrupt):
+    """One stored task or event cannot be read (`column` names the field); other tasks are unharmed."""
+
+    code = "corrupt_row"

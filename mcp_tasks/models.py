@@ -96,6 +96,7 @@ class Event(BaseModel):
     actor: str
     at: float
     data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = Field(default=None, description="Set when the stored event cannot be read: which column and why")
 
 
 class NewTask(BaseModel):

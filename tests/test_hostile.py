@@ -736,9 +736,9 @@ async def test_unknown_arguments_are_refused_not_ignored(tmp_path, mode):
 async def test_validation_messages_are_short_and_name_the_argument(tmp_path, mode):
     async with two_agents(str(tmp_path / "t.db"), mode) as (worker, _, _):
         assert await worker.refused("get_task", task_id=5) == (
-            "Error executing tool get_task: invalid arguments: task_id: input should be a valid string (got 5)")
+            "Error executing tool get_task: invalid arguments: task_id: input should be a valid string (got 5).")
         missing = await worker.refused("get_task")
-        assert missing == "Error executing tool get_task: invalid arguments: task_id is required"
+        assert missing == "Error executing tool get_task: invalid arguments: task_id is required."
         huge = await worker.refused("fail", task_id="t-zzzzzzzzzz", lease="x", error="y" * 1_000_000)
         assert ('error: string should have at most 4000 characters (got "yyyyyyyyyyyyyyyyyyyy..." '
                 "(1000000 characters))") in huge

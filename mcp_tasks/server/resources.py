@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 
 from .. import limits, reports
-from ..errors import InvalidInput, TaskError, TaskNotFound
+from ..errors import TaskError
 from . import views as V
+from .tooling import resource_failure
 
 JSON = "application/json"
 EVENTS_SHOWN = 100
@@ -27,12 +27,8 @@ def register_resources(mcp: MCPServer, app: Any) -> None:
     async def guard(coro: Any) -> Any:
         try:
             return await coro
-        except TaskNotFound as exc:
-            raise ResourceNotFoundError(exc.message) from None
-        except InvalidInput as exc:
-            raise ResourceNotFoundError(exc.message) from None
         except TaskError as exc:
-            raise ResourceError(exc.message) from None
+            raise resource_failure(exc) from None
 
     # Specific templates first: the first template that matches a URI wins.
     @mcp.resource("task://{task_id}/events", name="task-events", mime_type=JSON,
@@ -54,24 +50,24 @@ def register_resources(mcp: MCPServer, app: Any) -> None:
 
     @mcp.resource("tasks://available", name="available", mime_type=JSON, description="Ready tasks in claim order")
     async def available() -> str:
-        page = await app.registry.list_available(limit=50)
+        page = await guard(app.registry.list_available(limit=50))
         return _json(V.dump(V.Available(tasks=[V.brief(s) for s in page.items], next_cursor=page.next_cursor)))
 
     @mcp.resource("tasks://board", name="board", mime_type=JSON,
                   description="Counts by state, who holds what, dead letters, work blocked by failures")
     async def board() -> str:
-        return (await reports.board(app.registry)).model_dump_json()
+        return (await guard(reports.board(app.registry))).model_dump_json()
 
     @mcp.resource("events://recent", name="recent-events", mime_type=JSON, description="The latest 100 events")
     async def recent() -> str:
-        last = await app.registry.last_seq()
-        events = await app.registry.events_since(max(0, last - EVENTS_SHOWN), limit=EVENTS_SHOWN)
+        last = await guard(app.registry.last_seq())
+        events = await guard(app.registry.events_since(max(0, last - EVENTS_SHOWN), limit=EVENTS_SHOWN))
         return _json([V.dump(V.event(e)) for e in events])
 
     @mcp.resource("metrics://summary", name="metrics", mime_type=JSON,
                   description="Done, failed, success rate, p50/p95 times, retries, expiries, usage by agent and type")
     async def metrics() -> str:
-        return (await reports.metrics(app.registry)).model_dump_json()
+        return (await guard(reports.metrics(app.registry))).model_dump_json()
 
     @mcp.completion()
     async def complete_argument(

@@ -1,8 +1,11 @@
 """How tool calls are checked and answered: one place for refusals, results and argument errors.
 
-`thin` maps registry refusals to tool errors and results to compact structured content;
-`AgentTool` refuses unknown arguments and turns pydantic's validation report into one line per
-argument; `TextKeepingMetadata` keeps text arguments as text.
+`refusal` and `resource_failure` are the one mapping of registry refusals (TaskError) to MCP:
+a tool answers with an is_error result whose text is the message and whose structured content
+is `{"error": {code, message, task_id, state, allowed, ...}}`; a resource read fails with a
+JSON-RPC error. `AgentTool` applies it to every tool call, refuses unknown arguments and turns
+pydantic's validation report into one line per argument; `thin` turns results into compact
+structured content; `TextKeepingMetadata` keeps text arguments as text.
 """
 
 import functools
@@ -10,13 +13,13 @@ import json
 import types
 from typing import Annotated, Any, Awaitable, Callable, Union, get_args, get_origin
 
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
 
-from ..errors import TaskError
+from ..errors import InvalidInput, TaskError, TaskNotFound
 from . import views as V
 from .schema import compact
 
@@ -28,15 +31,26 @@ def result(model: BaseModel) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
+def refusal(exc: TaskError, tool: str) -> CallToolResult:
+    """A refused tool call: the message for the model, the error's code and data for programs."""
+    text = f"Error executing tool {tool}: {exc.message}"
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content={"error": exc.to_dict()},
+                          is_error=True)
+
+
+def resource_failure(exc: TaskError) -> ResourceError:
+    """The JSON-RPC error a failed resource read answers with (unknown and malformed ids: not found)."""
+    if isinstance(exc, (TaskNotFound, InvalidInput)):
+        return ResourceNotFoundError(exc.message)
+    return ResourceError(exc.message)
+
+
 def thin(fn: Callable[..., Awaitable[BaseModel]]) -> Callable[..., Awaitable[CallToolResult]]:
-    """Turn registry refusals into tool errors the agent can act on, and results into compact output."""
+    """Turn a tool's result model into compact structured content (AgentTool answers refusals)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
-        try:
-            return result(await fn(*args, **kwargs))
-        except TaskError as exc:
-            raise ToolError(exc.message) from None
+        return result(await fn(*args, **kwargs))
 
     return wrapper
 
@@ -130,18 +144,20 @@ class AgentTool(Tool):
     """
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
-        """Check the argument names, then run the tool as the SDK does."""
+        """Check the argument names, run the tool as the SDK does, and answer refusals as `refusal`."""
         known = self.parameters.get("properties", {})
         unknown = [k for k in arguments if k not in known]
         if unknown:
-            raise ToolError(f"Error executing tool {self.name}: unknown argument {', '.join(map(_shown, unknown))}; "
-                            f"{self.name} takes: {', '.join(known)}")
+            problem = f"unknown argument {', '.join(map(_shown, unknown))}; {self.name} takes: {', '.join(known)}"
+            return refusal(InvalidInput(problem), self.name)
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):  # the arguments did not fit the schema
-                problems = argument_problems(exc.__cause__, self.parameters)
-                raise ToolError(f"Error executing tool {self.name}: {problems}") from exc.__cause__
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):  # the arguments did not fit the schema
+                return refusal(InvalidInput(argument_problems(cause, self.parameters)), self.name)
+            if isinstance(cause, TaskError):  # the registry refused: the SDK wrapped it as a crash
+                return refusal(cause, self.name)
             raise
 
 

@@ -1,19 +1,22 @@
-"""Mapping between database rows and domain models, shared by the SQL stores (no SQL here)."""
+"""Mapping between database rows and domain models, shared by the SQL stores (no SQL here).
+
+Rows are checked as they are read: a column holding something the model cannot be (text in a
+number column, JSON that does not parse, an unknown state) raises CorruptRow naming the task and
+the column, so one damaged row harms only the operations on that task. Events are never refused
+this way: an unreadable event comes back with `error` set and empty data, so whoever follows the
+log can record it and move past it.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Protocol
 
+from ..errors import CorruptRow
 from ..models import Event, Task, Usage
 from ..states import State
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_loads = json.loads
-
-# Task columns holding JSON text.
-JSON_LIST_COLUMNS = ("tags", "error_log", "artifacts")
-JSON_VALUE_COLUMNS = ("checkpoint_data", "result")
 _STATES = {s.value: s for s in State}
 
 
@@ -25,22 +28,91 @@ class Row(Protocol):
     def __getitem__(self, key: Any, /) -> Any: ...
 
 
+# What each task column may hold: (kind, nullable). Kinds: int, num (int or float), text, json
+# (any JSON text), strs (JSON array of strings), dicts (JSON array of objects), bool (0 or 1).
+TASK_COLUMNS: dict[str, tuple[str, bool]] = {
+    "id": ("text", False), "title": ("text", False), "description": ("text", False), "type": ("text", False),
+    "priority": ("int", False), "tags": ("strs", False), "state": ("state", False), "assignee": ("text", True),
+    "created_at": ("num", False), "assigned_at": ("num", True), "started_at": ("num", True),
+    "completed_at": ("num", True), "retry_count": ("int", False), "max_retries": ("int", False),
+    "error_log": ("dicts", False), "checkpoint_data": ("json", True), "checkpoint_note": ("text", True),
+    "progress": ("int", True), "checkpoint_timestamp": ("num", True), "cycle_time": ("num", True),
+    "wait_time": ("num", True), "work_time": ("num", True), "result": ("json", True),
+    "artifacts": ("strs", False), "version": ("int", False), "schema_version": ("int", False),
+    "created_by": ("text", False), "requires_review": ("bool", False), "reviewer": ("text", True),
+    "lease_hash": ("text", True), "lease_expires_at": ("num", True), "lease_seconds": ("num", True),
+    "not_before": ("num", True), "unmet_deps": ("int", False), "usage_tokens": ("int", False),
+    "usage_api_calls": ("int", False), "usage_cost": ("num", False), "updated_at": ("num", False),
+}
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text as the stores keep it."""
     return _dumps(value)
 
 
+def _json(text: Any) -> Any:
+    if not isinstance(text, str):
+        raise ValueError("is not JSON text")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError("is not valid JSON") from None
+
+
+def _value(kind: str, v: Any) -> Any:
+    """The column value as the model holds it; ValueError saying what is wrong with it."""
+    if kind == "text":
+        if not isinstance(v, str):
+            raise ValueError(f"holds {type(v).__name__}, not text")
+        return v
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"holds {type(v).__name__}, not a whole number")
+        return v
+    if kind == "num":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise ValueError(f"holds {type(v).__name__}, not a number")
+        return v
+    if kind == "bool":
+        if v not in (0, 1):
+            raise ValueError("holds something other than 0 or 1")
+        return bool(v)
+    if kind == "state":
+        if v not in _STATES:
+            raise ValueError(f"holds {str(v)[:40]!r}, not a state")
+        return _STATES[v]
+    value = _json(v)
+    if kind == "strs" and not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+        raise ValueError("is not a JSON array of strings")
+    if kind == "dicts" and not (isinstance(value, list) and all(isinstance(x, dict) for x in value)):
+        raise ValueError("is not a JSON array of objects")
+    return value
+
+
+def read_column(row: Row, key: str, task_id: Any = None, column: str | None = None) -> Any:
+    """Task column `column` (default: `key`) read from `row[key]` as the model holds it;
+    CorruptRow naming the task and the column if it cannot be."""
+    col = column or key
+    kind, nullable = TASK_COLUMNS[col]
+    v = row[key]
+    if v is None and nullable:
+        return None
+    try:
+        return _value(kind, v)
+    except ValueError as exc:
+        tid = task_id if isinstance(task_id, str) else None
+        raise CorruptRow(
+            f"task {tid or '(unknown id)'} cannot be read: its column {col} {exc}. "
+            "Run `mcp-tasks verify`, then repair or restore that row",
+            task_id=tid, column=col,
+        ) from None
+
+
 def task_from_row(row: Row, depends_on: list[str], blocks: list[str] | None = None) -> Task:
-    """A Task from a `tasks` row (any mapping of column -> value) and its dependency lists."""
-    d = dict(row)
-    d.pop("num", None)
-    for col in JSON_LIST_COLUMNS:
-        d[col] = _loads(d[col])
-    for col in JSON_VALUE_COLUMNS:
-        v = d[col]
-        d[col] = None if v is None else _loads(v)
-    d["state"] = _STATES[d["state"]]
-    d["requires_review"] = bool(d["requires_review"])
+    """A Task from a `tasks` row and its dependency lists; CorruptRow if a column is unreadable."""
+    tid = row["id"]
+    d: dict[str, Any] = {col: read_column(row, col, tid) for col in TASK_COLUMNS}
     d["usage"] = Usage.model_construct(
         tokens=d.pop("usage_tokens"), api_calls=d.pop("usage_api_calls"), cost=d.pop("usage_cost")
     )
@@ -94,15 +166,32 @@ def task_params(task: Task) -> dict[str, Any]:
 
 
 def event_from_row(row: Row) -> Event:
-    """An Event from an `events` row."""
-    fs, ts = row["from_state"], row["to_state"]
+    """An Event from an `events` row. A column it cannot read leaves `error` set (naming the
+    column) instead of raising, so one bad event never stops a reader of the log."""
+    problems: list[str] = []
+
+    def read(col: str, kind: str, nullable: bool = False, default: Any = None) -> Any:
+        v = row[col]
+        if v is None and nullable:
+            return None
+        try:
+            return _value(kind, v)
+        except ValueError as exc:
+            problems.append(f"column {col} {exc}")
+            return default
+
+    data = read("data", "json", default={})
+    if not isinstance(data, dict):
+        problems.append("column data is not a JSON object")
+        data = {}
     return Event.model_construct(
         seq=row["seq"],
-        task_id=row["task_id"],
-        type=row["type"],
-        from_state=None if fs is None else _STATES[fs],
-        to_state=None if ts is None else _STATES[ts],
-        actor=row["actor"],
-        at=row["at"],
-        data=_loads(row["data"]),
+        task_id=read("task_id", "text", default="?"),
+        type=read("type", "text", default="?"),
+        from_state=read("from_state", "state", nullable=True),
+        to_state=read("to_state", "state", nullable=True),
+        actor=read("actor", "text", default="?"),
+        at=read("at", "num", default=0.0),
+        data=data,
+        error="; ".join(problems) or None,
     )

@@ -8,25 +8,78 @@ but may lose the last transactions on power loss (never on a process crash).
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from ..errors import StoreBusy
+from ..errors import (
+    CorruptRow,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreReadOnly,
+    StoreUnavailable,
+)
 from ..models import Event, Task, TaskSummary
 from ..states import State
 from . import sql_files
 from .base import FindKey, IdCollision, ReadyKey
-from .rows import dumps, event_from_row, task_from_row, task_params
+from .rows import dumps, event_from_row, read_column, task_from_row, task_params
 from .worker import ThreadWorker
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 SYNC_MODES = ("FULL", "NORMAL", "EXTRA", "OFF")
-_STATES = {s.value: s for s in State}
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 5, 6, 8, 10, 11, 13, 14, 26, 3
+
+
+def store_error(exc: sqlite3.Error, *, writing: bool) -> StoreError:
+    """The one translation of a sqlite3 error into the registry's store errors."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    text = str(exc)
+    unchanged = "nothing was changed" if writing else "nothing was read"
+    if code in (_BUSY, _LOCKED) or "locked" in text:
+        return StoreBusy(f"the database stayed locked by other writers: {unchanged}; retry shortly")
+    if code == _FULL:
+        return StoreFull(f"database or disk is full: {unchanged}")
+    if code == _READONLY:
+        return StoreReadOnly(f"the database is read-only (file permissions or a read-only mount): {unchanged}")
+    if code in (_CORRUPT, _NOTADB):
+        return StoreCorrupt(f"the database file is damaged or not a database ({text}): {unchanged}")
+    if code in (_CANTOPEN, _IOERR, _PERM):
+        return StoreUnavailable(f"cannot use the database file ({text}): {unchanged}")
+    return StoreError(f"the database refused the operation ({text}): {unchanged}")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite rolls some back itself, e.g. when full)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # already rolled back by the error that brought us here
+            pass
+
+
+_reported: set[tuple[str | None, str]] = set()
+
+
+def _readable(rows: Iterable[sqlite3.Row], read: Callable[[sqlite3.Row], T]) -> Iterator[T]:
+    """`read(row)` for every row that can be read; a corrupt row is logged once and left out, so
+    listing, claiming and reaping go on around it (verify reports it)."""
+    for row in rows:
+        try:
+            yield read(row)
+        except CorruptRow as exc:
+            key = (exc.task_id, exc.data.get("column", ""))
+            if key not in _reported and len(_reported) < 10_000:
+                _reported.add(key)
+                log.warning("skipping an unreadable row: %s", exc.problem)
 
 
 def split_statements(script: str) -> list[str]:
@@ -68,10 +121,10 @@ class SqliteTx:
         return None if row is None else self._task(row, with_blocks)
 
     def dependency_states(self, task_id: str) -> dict[str, State]:
-        return {r["id"]: _STATES[r["state"]] for r in self._all("dependency_states", {"id": task_id})}
+        return {r["id"]: read_column(r, "state", r["id"]) for r in self._all("dependency_states", {"id": task_id})}
 
     def states_of(self, ids: list[str]) -> dict[str, State]:
-        return {r["id"]: _STATES[r["state"]] for r in self._all("states_of", {"ids": dumps(ids)})}
+        return {r["id"]: read_column(r, "state", r["id"]) for r in self._all("states_of", {"ids": dumps(ids)})}
 
     def depends_on_many(self, ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -95,20 +148,7 @@ class SqliteTx:
                 "limit": limit,
             },
         )
-        out = []
-        for r in rows:
-            summary = TaskSummary.model_construct(
-                id=r["id"],
-                title=r["title"],
-                type=r["type"],
-                priority=r["priority"],
-                tags=json.loads(r["tags"]),
-                created_at=r["created_at"],
-                retry_count=r["retry_count"],
-                has_checkpoint=bool(r["has_checkpoint"]),
-            )
-            out.append((summary, (r["priority"], r["created_at"], r["num"])))
-        return out
+        return list(_readable(rows, _summary))
 
     def find_tasks(
         self,
@@ -132,7 +172,7 @@ class SqliteTx:
                 "limit": limit,
             },
         )
-        return [(self._task(r), (r["created_at"], r["num"])) for r in rows]
+        return list(_readable(rows, lambda r: (self._task(r), (r["created_at"], r["num"]))))
 
     def events_of_task(self, task_id: str, after: int, limit: int) -> list[Event]:
         rows = self._all("events_of_task", {"id": task_id, "after": after, "limit": limit})
@@ -162,10 +202,11 @@ class SqliteTx:
         return [(task_from_row(r, deps.get(r["id"], [])), events.get(r["id"], [])) for r in rows]
 
     def count_by_state(self) -> dict[State, int]:
-        return {_STATES[r["state"]]: r["n"] for r in self._all("count_by_state")}
+        return {read_column(r, "state"): r["n"] for r in self._all("count_by_state")}
 
     def blocked_by_failed(self, limit: int) -> list[tuple[str, str, State]]:
-        return [(r["id"], r["dep"], _STATES[r["dep_state"]]) for r in self._all("blocked_by_failed", {"limit": limit})]
+        rows = self._all("blocked_by_failed", {"limit": limit})
+        return [(r["id"], r["dep"], read_column(r, "dep_state", r["dep"], "state")) for r in rows]
 
     def unmet_mismatches(self) -> list[tuple[str, int, int]]:
         return [(r["id"], r["unmet_deps"], r["actual"]) for r in self._all("unmet_mismatches")]
@@ -177,7 +218,7 @@ class SqliteTx:
         return [r[0] for r in self._all("assignees_with_prefix", {"prefix": prefix, "limit": limit})]
 
     def tasks_in_state(self, state: State, limit: int) -> list[Task]:
-        return [self._task(r) for r in self._all("tasks_in_state", {"state": state.value, "limit": limit})]
+        return list(_readable(self._all("tasks_in_state", {"state": state.value, "limit": limit}), self._task))
 
     def oldest_ready(self, now: float) -> float | None:
         row = self._one("oldest_ready", {"now": now})
@@ -188,24 +229,26 @@ class SqliteTx:
         return None if row is None else row["at"]
 
     def done_rows(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._all("done_rows")]
+        return list(_readable(self._all("done_rows"), _done_row))
 
     def counts_by_type_state(self) -> list[tuple[str, State, int, int]]:
-        return [(r["type"], _STATES[r["state"]], r["n"], r["retries"] or 0) for r in self._all("counts_by_type_state")]
+        rows = self._all("counts_by_type_state")
+        return [(r["type"], read_column(r, "state"), r["n"], r["retries"] or 0) for r in rows]
 
     def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
         return [(r["type"], r["actor"], r["holder"], r["n"]) for r in self._all("failure_counts")]
 
     # ---- writes
     def next_ready(self, now: float, caps: list[str] | None, tags: list[str] | None) -> Task | None:
-        row = self._one(
-            "next_ready",
-            {"now": now, "caps": None if caps is None else dumps(caps), "tags": None if tags is None else dumps(tags)},
-        )
-        return None if row is None else self._task(row)
+        params = {"now": now, "caps": None if caps is None else dumps(caps), "tags": None if tags is None else dumps(tags)}
+        cursor = self.conn.execute(self.q["next_ready"], params)  # rows come one by one, in claim order
+        try:
+            return next(_readable(cursor, self._task), None)
+        finally:
+            cursor.close()
 
     def expired_leases(self, now: float, limit: int) -> list[Task]:
-        return [self._task(r) for r in self._all("expired_leases", {"now": now, "limit": limit})]
+        return list(_readable(self._all("expired_leases", {"now": now, "limit": limit}), self._task))
 
     def insert_task(self, task: Task) -> None:
         try:
@@ -314,7 +357,7 @@ class SqliteStore:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 if time.monotonic() > deadline:
-                    raise StoreBusy("the database stayed locked by other writers; retry shortly") from None
+                    raise StoreBusy("the database stayed locked by other writers: nothing was changed; retry shortly") from None
                 time.sleep(0.01)
 
     async def open(self) -> None:
@@ -322,20 +365,23 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = ThreadWorker("mcp-tasks-sqlite-writer", self._connect, self._close)
-        self._writer.start()
         try:
+            self._writer.start()
             await self._writer.run(lambda res: self._migrate(res[0]))
             if self.path == ":memory:":
                 self._reader = self._writer  # a second connection would see another database
             else:
                 self._reader = ThreadWorker("mcp-tasks-sqlite-reader", self._connect, self._close)
                 self._reader.start()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise store_error(exc, writing=False) from exc
         except BaseException:
-            self._writer.stop()
-            self._writer = None
+            await self.close()
             raise
 
     async def close(self) -> None:
+        """Finish queued work and close the connections (safe to call twice)."""
         for w in {id(w): w for w in (self._reader, self._writer) if w is not None}.values():
             w.stop()
         self._reader = self._writer = None
@@ -373,36 +419,41 @@ class SqliteStore:
     # ---- transactions
     def _write_tx(self, fn: Callable[[SqliteTx], T], res: tuple[sqlite3.Connection, SqliteTx]) -> T:
         conn, tx = res
-        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
-            result = fn(tx)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                result = fn(tx)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return result
+        except sqlite3.ProgrammingError:
+            raise  # a bug in the caller, not the database
+        except sqlite3.Error as exc:
+            raise store_error(exc, writing=True) from exc
 
     def _read_tx(self, fn: Callable[[SqliteTx], T], res: tuple[sqlite3.Connection, SqliteTx]) -> T:
         conn, tx = res
-        conn.execute("BEGIN")
         try:
-            return fn(tx)
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                return fn(tx)
+            finally:
+                _rollback(conn)  # a read changes nothing: ending it either way is the same
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.Error as exc:
+            raise store_error(exc, writing=False) from exc
 
     async def write(self, fn: Callable[[Any], T]) -> T:
         if self._writer is None:
-            raise RuntimeError("store is not open")
-        try:
-            return await self._writer.run(partial(self._write_tx, fn))
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy("the database stayed locked by other writers; retry shortly") from None
-            raise
+            raise StoreUnavailable("the database is not open (the server is starting or stopping)")
+        return await self._writer.run(partial(self._write_tx, fn))
 
     async def read(self, fn: Callable[[Any], T]) -> T:
         if self._reader is None:
-            raise RuntimeError("store is not open")
+            raise StoreUnavailable("the database is not open (the server is starting or stopping)")
         return await self._reader.run(partial(self._read_tx, fn))
 
     # ---- copies
@@ -481,3 +532,16 @@ def _copy_database(src: Path, dst: Path) -> None:
             target.close()
     finally:
         source.close()
+
+
+def _summary(r: sqlite3.Row) -> tuple[TaskSummary, ReadyKey]:
+    summary = TaskSummary.model_construct(
+        id=r["id"], title=r["title"], type=r["type"], priority=r["priority"], tags=read_column(r, "tags"),
+        created_at=r["created_at"], retry_count=r["retry_count"], has_checkpoint=bool(r["has_checkpoint"]),
+    )
+    return summary, (r["priority"], r["created_at"], r["num"])
+
+
+def _done_row(r: sqlite3.Row) -> dict[str, Any]:
+    return {k: read_column(r, k, r["id"]) for k in r.keys()}
+

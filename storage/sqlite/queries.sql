@@ -22,7 +22,8 @@ SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_ea
 SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
 
 -- name: next_ready
--- INDEXED BY: walk the ready index in claim order; blocked tasks are not in it at all.
+-- INDEXED BY: walk the ready index in claim order; blocked tasks are not in it at all. The store
+-- reads rows one at a time and stops at the first it can read (a damaged row is stepped over).
 SELECT * FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0
   AND (not_before IS NULL OR not_before <= :now)
@@ -30,8 +31,7 @@ WHERE state = 'PENDING' AND unmet_deps = 0
   AND (:tags IS NULL OR NOT EXISTS (
         SELECT 1 FROM json_each(:tags) AS want
         WHERE want.value NOT IN (SELECT value FROM json_each(tasks.tags))))
-ORDER BY priority DESC, created_at, num
-LIMIT 1;
+ORDER BY priority DESC, created_at, num;
 
 -- name: list_ready
 SELECT id, title, type, priority, tags, created_at, retry_count,
@@ -192,7 +192,7 @@ SELECT MIN(created_at) AS created_at FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= :now);
 
 -- name: done_rows
-SELECT assignee, type, wait_time, work_time, cycle_time, retry_count,
+SELECT id, assignee, type, wait_time, work_time, cycle_time, retry_count,
        usage_tokens, usage_api_calls, usage_cost
 FROM tasks WHERE state = 'DONE';
 
