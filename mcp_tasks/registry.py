@@ -6,7 +6,6 @@ makes retries by request_id idempotent, and tells listeners which tasks changed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -20,7 +19,8 @@ from . import arguments as A
 from . import limits
 from . import planning as P
 from . import transactions as T
-from .errors import IdempotencyConflict, InvalidInput, TaskError, TaskNotFound
+from .errors import IdempotencyConflict, InvalidInput, TaskNotFound
+from .health import Health, run_forever, sleep
 from .ids import lease_hash, new_task_id
 from .models import Claim, Created, Difference, Event, NewTask, Page, Readiness, Task, TaskSummary, Usage
 from .replay import differences, fold
@@ -54,6 +54,7 @@ class Registry:
         self.new_id = id_factory
         self._listeners: list[Listener] = []
         self._last_prune = 0.0
+        self.health = Health(clock=clock)
 
     async def __aenter__(self) -> Registry:
         await self.store.open()
@@ -354,14 +355,18 @@ class Registry:
         return reaped
 
     async def run_reaper(self, interval: float = 5.0) -> None:
-        """Reap forever, every `interval` seconds (cancel the task to stop it)."""
-        while True:
-            try:
-                while len(await self.reap()) >= self.policy.reap_batch:
-                    pass
-            except TaskError as exc:
-                log.warning("reaper: %s", exc)
-            await asyncio.sleep(interval)
+        """Reap every `interval` seconds until cancelled. Errors never end it: each is logged as one
+        line and recorded in `health`, and reaping resumes by itself once the cause is gone."""
+        if getattr(self.store, "read_only", False):
+            self.health.note("reaper", "reaper off: the database is read-only, so this server does not expire leases")
+            log.warning("the database is read-only: this server serves reads and does not reap expired leases")
+            return
+
+        async def sweep() -> None:
+            while len(await self.reap()) >= self.policy.reap_batch:
+                pass
+
+        await run_forever("reaper", sweep, sleep, interval, self.health)
 
     # ------------------------------------------------------------ reading
     async def get(self, task_id: str) -> Task:

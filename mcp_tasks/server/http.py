@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from .. import __version__
+from ..health import one_line
 from .app import state_of
 
 
@@ -64,14 +65,16 @@ def build_http_app(mcp: MCPServer, host: str = "127.0.0.1") -> Starlette:
     app_state = state_of(mcp)
 
     async def healthz(request: Request) -> JSONResponse:
+        """ok, degraded (with one line per problem) or error; 503 only when the database cannot be read."""
         reg = app_state.registry
         if reg is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
+            return JSONResponse({"status": "starting", "version": __version__}, status_code=503)
         try:
             seq = await reg.last_seq()
-        except Exception as exc:  # the database is unreadable: say so, do not crash
-            return JSONResponse({"status": "error", "error": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__, "last_event": seq})
+        except Exception as exc:  # noqa: BLE001 - the database is unreadable: say so, never crash
+            body = {"status": "error", "version": __version__, "problems": [f"database unreadable: {one_line(exc)}"]}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({**reg.health.snapshot(), "version": __version__, "last_event": seq})
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
+from ..health import run_forever
 from ..models import Event
 from ..registry import Registry
 
@@ -92,7 +93,7 @@ class ChangeFollower:
         self.registry = registry
         self.publish = publish
         self.poll_interval = poll_interval
-        self.last_seq = 0
+        self.last_seq: int | None = None
         self._wake = anyio.Event()
 
     def poke(self, _changed: Any = None) -> None:
@@ -100,25 +101,34 @@ class ChangeFollower:
         self._wake.set()
 
     async def catch_up(self) -> int:
-        """Publish everything after the last seen event; returns how many events were read."""
+        """Publish everything after the last seen event; returns how many events were read.
+
+        The first call starts from the end of the log. An unreadable event is recorded (logged
+        once, noted in the registry's health) and stepped over, so notifications keep flowing.
+        """
+        if self.last_seq is None:
+            self.last_seq = await self.registry.last_seq()
+            return 0
         read = 0
         async for events in self.registry.event_pages(self.last_seq):
+            for bad in (e for e in events if e.error):
+                text = f"event {bad.seq} (task {bad.task_id}) cannot be read: {bad.error}; followers step over it"
+                if self.registry.health.note(f"event:{bad.seq}", text):
+                    log.warning("%s", text)
             self.last_seq = events[-1].seq
             read += len(events)
             await self.publish(uris_for(events))
         return read
 
+    async def _wait(self, delay: float) -> None:
+        with anyio.move_on_after(delay):
+            await self._wake.wait()
+        self._wake = anyio.Event()
+
     async def run(self) -> None:
-        """Follow forever (cancel to stop)."""
-        self.last_seq = await self.registry.last_seq()
-        while True:
-            with anyio.move_on_after(self.poll_interval):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            try:
-                await self.catch_up()
-            except Exception:  # keep following; the next round retries from last_seq
-                log.exception("change follower failed")
+        """Follow until cancelled; errors are logged, recorded in health, and retried with backoff."""
+        await run_forever("change follower", self.catch_up, self._wait, self.poll_interval, self.registry.health,
+                          max_backoff=10.0)
 
 
 def publisher(bus: SubscriptionBus, legacy: LegacySubscriptions) -> Callable[[list[str]], Awaitable[None]]:
