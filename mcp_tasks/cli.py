@@ -6,14 +6,18 @@ import argparse
 import asyncio
 import json
 import logging
+import math
+import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
-from . import __version__, config
+from . import __version__, config, limits
+from .config import ConfigError
 from .display import iso as _iso, short as _short, table as _table
-from .errors import TaskError
+from .errors import StoreError, TaskError
 from .models import Event, Task
 from .registry import Registry
+from .rules import Policy
 from .states import State
 from .stores import make_store
 
@@ -24,8 +28,13 @@ def iso(ts: float | None) -> str:
 
 
 def open_registry(args: argparse.Namespace, agent: str | None = None) -> Registry:
-    """A registry over the database named by --db / MCP_TASKS_DB / the default."""
-    store = make_store(config.resolve_db(args.db), synchronous=config.resolve_sync(getattr(args, "sync", None)))
+    """A registry over the database named by --db / MCP_TASKS_DB / the default.
+
+    Read commands (`reads=True` in their parser's defaults) never create a database and read one
+    that cannot be written; the others create it when missing and refuse one they cannot write."""
+    reads = bool(getattr(args, "reads", False))
+    store = make_store(config.resolve_db(args.db), synchronous=config.resolve_sync(getattr(args, "sync", None)),
+                       create=not reads, must_write=not reads)
     return Registry(store, agent=agent or getattr(args, "agent", None) or "cli")
 
 
@@ -39,6 +48,8 @@ def format_event(ev: Event) -> str:
         if shown:
             extra["set"] = shown
     tail = " " + _short(json.dumps(extra, ensure_ascii=False), 160) if extra else ""
+    if ev.error:
+        tail += f" UNREADABLE: {ev.error}"
     return f"#{ev.seq:<6} {iso(ev.at)}  {ev.task_id}  {ev.type:<17} {move:<22} by {ev.actor}{tail}"
 
 
@@ -71,7 +82,8 @@ async def cmd_list(args: argparse.Namespace) -> int:
             rows = [[t.id, t.priority, t.type, _short(t.title), ",".join(t.tags)] for t in page.items]
             print(_table(rows, ["id", "pri", "type", "title", "tags"]) if rows else "no ready tasks")
             return 0
-        found = await reg.find(state=args.state, assignee=args.assignee, tag=args.tag, text=args.text, limit=args.limit)
+        found = await reg.find(state=args.state, assignee=args.assignee, tag=args.tag, text=args.text, types=args.type,
+                               limit=args.limit)
     rows = [
         [t.id, t.state.value, t.priority, t.type, t.assignee or "-", _short(t.title), iso(t.updated_at)]
         for t in found.items
@@ -125,39 +137,59 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
+    from .verification import describe
+
     async with open_registry(args) as reg:
-        diffs = await reg.verify()
-        total = sum((await reg.counts()).values())
-    if not diffs:
-        print(f"ok: {total} tasks, every stored task equals the replay of its events")
+        problems = await reg.verify()
+        total = None if problems else sum((await reg.counts()).values())
+    if not problems:
+        print(f"ok: {total} tasks, every stored task equals the replay of its events, and the event log is whole")
         return 0
-    for d in diffs[:200]:
-        print(f"{d.task_id}  {d.field}: stored={d.stored!r} replayed={d.replayed!r}")
-    print(f"{len(diffs)} differences in {len({d.task_id for d in diffs})} of {total} tasks")
+    for d in problems:
+        print(describe(d))
+    tasks = len({d.task_id for d in problems if d.task_id is not None})
+    in_seq = sum(1 for d in problems if d.task_id is None)
+    where = [f"{tasks} task{'s' if tasks != 1 else ''}"] if tasks else []
+    where += ["the event sequence"] if in_seq else []
+    print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found, in {' and '.join(where)}")
     return 1
 
 
+async def check_database(db: str, synchronous: str) -> bool:
+    """Open the database `serve` will use once, as its server will (creating it if missing), so that
+    a path it cannot use fails here in one line; True when it can only be read."""
+    store = make_store(db, synchronous=synchronous)
+    await store.open()
+    try:
+        return store.read_only
+    finally:
+        await store.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .rules import Policy
-    from .server import create_server, serve_http
+    from .server import create_server, serve_http, serve_stdio
     from .server.http import require_loopback
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     if args.http:
-        require_loopback(args.host)
-    if args.lease_seconds is not None and not 1 <= args.lease_seconds <= 86_400:
-        raise SystemExit(f"--lease-seconds must be between 1 and 86400, not {args.lease_seconds}")
+        try:
+            require_loopback(args.host)
+        except SystemExit as exc:
+            raise ConfigError(str(exc.code)) from None
+    db, synchronous = config.resolve_db(args.db), config.resolve_sync(args.sync)
+    if asyncio.run(check_database(db, synchronous)):
+        print(f"mcp-tasks: {db} can only be read: serving reads, refusing writes", file=sys.stderr)
     policy = Policy(lease_seconds=args.lease_seconds) if args.lease_seconds is not None else None
     mcp = create_server(
-        config.resolve_db(args.db), agent=args.agent or config.default_agent(), policy=policy,
-        synchronous=config.resolve_sync(args.sync), trust_agent_header=args.http,
+        db, agent=args.agent or config.default_agent(), policy=policy,
+        synchronous=synchronous, trust_agent_header=args.http,
         reaper_interval=args.reaper_interval, log_level=args.log_level.upper(),
     )
     if args.http:
         print(f"mcp-tasks: serving http://{args.host}:{args.port}/mcp (health: /healthz)", file=sys.stderr)
         serve_http(mcp, args.host, args.port)
     else:
-        mcp.run()
+        serve_stdio(mcp)
     return 0
 
 
@@ -217,7 +249,7 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"board": board.model_dump(), "metrics": metrics.model_dump()}, indent=2))
         return 0
-    print("queue: " + ", ".join(f"{k} {v}" for k, v in board.counts.items() if v) or "queue: empty")
+    print("queue: " + (", ".join(f"{k} {v}" for k, v in board.counts.items() if v) or "empty"))
     age = board.oldest_ready_age_s
     print(f"ready now: {board.ready}" + ("" if age is None else f" (oldest waiting {age:.0f}s)"))
     for agent, held in board.held.items():
@@ -240,17 +272,31 @@ async def cmd_stats(args: argparse.Namespace) -> int:
 
 
 async def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import differences
+    from .errors import CorruptRow, DamagedHistory, TaskNotFound
+    from .replay import fold
+    from .verification import describe, task_problems
 
+    stored: Task | CorruptRow | None
     async with open_registry(args) as reg:
-        replayed = await reg.replay(args.task_id)
-        stored = await reg.get(args.task_id)
         events = [e async for page in reg.event_pages(task_id=args.task_id) for e in page]
-    print(json.dumps(replayed.model_dump(mode="json", exclude={"blocks"}), indent=2))
-    diffs = differences(stored, events)
-    if diffs:
-        for d in diffs:
-            print(f"differs: {d.field}: stored={d.stored!r} replayed={d.replayed!r}", file=sys.stderr)
+        try:
+            stored = await reg.get(args.task_id)
+        except TaskNotFound:
+            stored = None
+        except CorruptRow as exc:
+            stored = exc
+    if stored is None and not events:
+        raise TaskNotFound(f"no task has id {args.task_id}, and no event names it")
+    try:
+        replayed = fold(events)
+    except DamagedHistory:
+        replayed = None  # the problems below say why
+    if replayed is not None:
+        print(json.dumps(replayed.model_dump(mode="json", exclude={"blocks"}), indent=2))
+    problems = task_problems(args.task_id, stored, events)
+    if problems:
+        for d in problems:
+            print(describe(d), file=sys.stderr)
         return 1
     print(f"replay of {len(events)} events equals the stored task", file=sys.stderr)
     return 0
@@ -265,13 +311,35 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser that reports a usage error in one line and exits with code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def bounded(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[str], Any]:
+    """An argparse type: a whole (int) or decimal (float) number within [lo, hi]."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, not {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    p = argparse.ArgumentParser(prog="mcp-tasks", description="A task registry shared by LLM agents over MCP.")
+    p = Parser(prog="mcp-tasks", description="A task registry shared by LLM agents over MCP.")
     p.add_argument("--version", action="version", version=f"mcp-tasks {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--db", help=f"SQLite file (default: ${config.ENV_DB} or {config.default_db()})")
-    common.add_argument("--sync", choices=["full", "normal"], type=str.lower,
+    common.add_argument("--sync", choices=config.SYNC_VALUES, type=str.lower,
                         help="SQLite durability: full (default, survives power loss) or normal (faster)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -282,11 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("title")
     s.add_argument("-d", "--description")
     s.add_argument("-t", "--type", default="general", help="task type (agents claim by capability = type)")
-    s.add_argument("-p", "--priority", type=int, default=5, help="1-10, higher is claimed first (default 5)")
+    s.add_argument("-p", "--priority", type=bounded(int, limits.MIN_PRIORITY, limits.MAX_PRIORITY), default=5,
+                   help=f"{limits.MIN_PRIORITY}-{limits.MAX_PRIORITY}, higher is claimed first (default 5)")
     s.add_argument("--tag", action="append", help="repeatable")
     s.add_argument("--depends-on", action="append", metavar="ID", help="repeatable")
     s.add_argument("--review", action="store_true", help="require review before DONE")
-    s.add_argument("--max-retries", type=int, default=3)
+    s.add_argument("--max-retries", type=bounded(int, 0, limits.MAX_RETRIES), default=3)
     s.add_argument("--backlog", action="store_true", help="create in BACKLOG instead of PENDING")
     s.add_argument("--agent", help="recorded as created_by (default: cli)")
     s.set_defaults(run=cmd_add)
@@ -296,41 +365,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state", choices=[st.value for st in State], type=str.upper)
     s.add_argument("--assignee")
     s.add_argument("--tag")
-    s.add_argument("--type", action="append", help="with --ready: capability filter (repeatable)")
+    s.add_argument("--type", action="append", help="only tasks of this type (repeatable: any of them)")
     s.add_argument("--text", help="substring of title or description")
-    s.add_argument("-n", "--limit", type=int, default=50)
-    s.set_defaults(run=cmd_list)
+    s.add_argument("-n", "--limit", type=bounded(int, 1, limits.MAX_PAGE), default=50)
+    s.set_defaults(run=cmd_list, reads=True)
 
     s = sub.add_parser("show", parents=[common], help="one task, why it is (not) ready, and its events")
     s.add_argument("task_id")
-    s.add_argument("--events", type=int, default=20, help="latest events to show (default 20)")
+    s.add_argument("--events", type=bounded(int, 0, limits.MAX_EVENT_PAGE), default=20,
+                   help="latest events to show (default 20)")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(run=cmd_show)
+    s.set_defaults(run=cmd_show, reads=True)
 
     s = sub.add_parser("verify", parents=[common], help="replay every task from its events and compare")
-    s.set_defaults(run=cmd_verify)
+    s.set_defaults(run=cmd_verify, reads=True)
 
     s = sub.add_parser("serve", parents=[common], help="run the MCP server (stdio, or --http)")
     s.add_argument("--agent", help=f"agent name on stdio (default: ${config.ENV_AGENT} or USER-PID)")
     s.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead of stdio")
     s.add_argument("--host", default="127.0.0.1", help="HTTP address (loopback only for now)")
-    s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--lease-seconds", type=float, help="default lease length (default 600)")
-    s.add_argument("--reaper-interval", type=float, default=5.0, help="seconds between lease sweeps")
+    s.add_argument("--port", type=bounded(int, 1, 65535), default=8765)
+    s.add_argument("--lease-seconds", type=bounded(float, Policy.lease_min, Policy.lease_max),
+                   help=f"default lease length (default {Policy.lease_seconds:g})")
+    s.add_argument("--reaper-interval", type=bounded(float, 0.1, 3600), default=5.0,
+                   help="seconds between lease sweeps, 0.1 to 3600 (default 5)")
     s.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     s.set_defaults(run=cmd_serve, sync_command=True)
 
     s = sub.add_parser("events", parents=[common], help="print the event log (--follow to tail it)")
     s.add_argument("--task", help="only this task's events")
-    s.add_argument("--since", type=int, help="start after this sequence number")
-    s.add_argument("--last", type=int, default=50, help="without --since: show the last N events (default 50)")
+    s.add_argument("--since", type=bounded(int, 0, 2**63 - 1), help="start after this sequence number")
+    s.add_argument("--last", type=bounded(int, 0, 10**9), default=50,
+                   help="without --since: show the last N events (default 50)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    s.add_argument("--interval", type=float, default=0.5, help="--follow poll interval in seconds")
-    s.set_defaults(run=cmd_events)
+    s.add_argument("--interval", type=bounded(float, 0.05, 3600), default=0.5,
+                   help="--follow poll interval in seconds, 0.05 to 3600 (default 0.5)")
+    s.set_defaults(run=cmd_events, reads=True)
 
     s = sub.add_parser("stats", parents=[common], help="board and metrics: queue, holders, dead letters, times")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(run=cmd_stats)
+    s.set_defaults(run=cmd_stats, reads=True)
 
     s = sub.add_parser("review", parents=[common], help="approve a task in REVIEW or send it back")
     s.add_argument("task_id")
@@ -365,28 +439,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("replay", parents=[common], help="rebuild one task from its events and compare")
     s.add_argument("task_id")
-    s.set_defaults(run=cmd_replay)
+    s.set_defaults(run=cmd_replay, reads=True)
 
     s = sub.add_parser("demo", help="watch simulated agents share a registry over MCP (20-30 s)")
     s.add_argument("--seed", type=int, default=7, help="seed of the simulated work (default 7)")
     s.add_argument("--keep", action="store_true", help="keep the temporary database and print its path")
     s.add_argument("--verbose", action="store_true", help="also log every checkpoint")
-    s.add_argument("--timeout", type=float, default=90.0, help="give up after this many seconds (default 90)")
+    s.add_argument("--timeout", type=bounded(float, 1, 86_400), default=90.0,
+                   help="give up after this many seconds (default 90)")
     s.set_defaults(run=cmd_demo)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `mcp-tasks` console script."""
-    args = build_parser().parse_args(argv)
-    runner: Callable[[argparse.Namespace], Any] = args.run
+def _fail(message: str, code: int) -> int:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return code
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout left (`mcp-tasks list | head -1`): send what is still buffered to
+    the null device, so that the interpreter's last flush stays quiet."""
     try:
-        if getattr(args, "sync_command", False):
-            return runner(args)
-        return asyncio.run(runner(args))
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mcp-tasks` console script, and the one place where errors become exit
+    codes (README, "Exit codes"): 0 ok (also when the reader of stdout left early); 1 a check
+    found problems (the command returns it); 2 usage; 3 the registry refused the request; 4 the
+    database cannot be used; 130 interrupted. Every error is one line on stderr."""
+    try:
+        args = build_parser().parse_args(argv)  # usage errors exit 2 here (Parser.error)
+        runner: Callable[[argparse.Namespace], Any] = args.run
+        code = runner(args) if getattr(args, "sync_command", False) else asyncio.run(runner(args))
+        sys.stdout.flush()
+        return int(code or 0)
+    except BrokenPipeError:
+        _stdout_gone()
+        return 0
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except StoreError as exc:
+        return _fail(exc.message, 4)
     except TaskError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        return _fail(exc.message, 3)
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 4)
     except KeyboardInterrupt:
         return 130
 

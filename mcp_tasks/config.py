@@ -9,6 +9,11 @@ from pathlib import Path
 ENV_DB = "MCP_TASKS_DB"
 ENV_SYNC = "MCP_TASKS_SYNC"
 ENV_AGENT = "MCP_TASKS_AGENT"
+SYNC_VALUES = ("full", "normal")
+
+
+class ConfigError(Exception):
+    """A flag or environment variable holds a value mcp-tasks cannot use (a usage error)."""
 
 
 def data_dir() -> Path:
@@ -34,8 +39,13 @@ def resolve_db(flag: str | None) -> str:
 
 
 def resolve_sync(flag: str | None) -> str:
-    """SQLite synchronous mode: FULL (default: survives power loss) or NORMAL (faster)."""
-    return (flag or os.environ.get(ENV_SYNC) or "FULL").upper()
+    """SQLite synchronous mode: FULL (default: survives power loss) or NORMAL (faster).
+
+    Raises ConfigError when MCP_TASKS_SYNC holds anything else."""
+    value = flag or os.environ.get(ENV_SYNC) or "full"
+    if value.lower() not in SYNC_VALUES:
+        raise ConfigError(f"{ENV_SYNC} is {value!r}; allowed: {', '.join(SYNC_VALUES)} (unset means full)")
+    return value.upper()
 
 
 def default_agent() -> str:

@@ -155,3 +155,10 @@ class CorruptRow(StoreCorrupt):
     """One stored task or event cannot be read (`column` names the field); other tasks are unharmed."""
 
     code = "corrupt_row"
+
+
+class DamagedHistory(TaskError):
+    """A task's events cannot rebuild it: one cannot be read, or some are missing or out of place
+    (`seq` names the event where replay stopped). `mcp-tasks verify` lists every such problem."""
+
+    code = "damaged_history"

@@ -101,7 +101,7 @@ async def run_forever(
             reason = one_line(exc)
             problem = health.failing(name, reason)
             delay = min(max_backoff, max(delay, interval) * 2)
-            log.warning("%s failed (%d in a row): %s; retrying in %.1fs", name, problem.failures, reason, delay)
+            log.warning("%s failed (%d in a row, next try in %.1fs): %s", name, problem.failures, delay, reason)
         else:
             gone = health.recovered(name)
             if gone is not None:

@@ -35,6 +35,8 @@ MAX_LEASE_TOKEN = 200
 MAX_USAGE_TOKENS = 10**12
 MAX_USAGE_CALLS = 10**9
 MAX_USAGE_COST = 10**9
+MAX_URI = 1_024  # a resource URI a client subscribes to
+MAX_SUBSCRIPTIONS = 100  # resources/subscribe per session; URIs per subscriptions/listen stream
 
 # The README table of limits (render_markdown): constant, unit, what it bounds. Every MAX_/MIN_
 # constant above has a row; a test checks that.
@@ -62,6 +64,8 @@ _DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("MAX_USAGE_CALLS", "", "complete `usage.api_calls`"),
     ("MAX_USAGE_COST", "", "complete `usage.cost`"),
     ("MAX_ERROR_LOG", "entries", "errors kept on a task (every error stays in the event log)"),
+    ("MAX_URI", "characters", "a resource URI in `resources/subscribe` and `subscriptions/listen`"),
+    ("MAX_SUBSCRIPTIONS", "URIs", "`resources/subscribe` per session; resource URIs per `subscriptions/listen` stream"),
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
@@ -127,12 +131,19 @@ def names(arg: str, values: Any, max_items: int) -> list[str]:
     return out
 
 
+# Names the registry writes as the actor of its own changes; no caller may use them.
+RESERVED_AGENTS = frozenset({"reaper"})
+
+
 def agent(value: Any, arg: str = "agent") -> str:
-    """An agent name: printable text without control characters (`arg` names the argument)."""
+    """An agent name: printable text without control characters, not one of RESERVED_AGENTS
+    (`arg` names the argument)."""
     v = text(arg, value, MAX_AGENT, required=True)
     assert v is not None
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
         raise InvalidInput(f"{arg} must not contain control characters")
+    if v.strip().lower() in RESERVED_AGENTS:
+        raise InvalidInput(f"{arg} {v!r} is reserved for changes the registry makes itself; choose another name")
     return v
 
 

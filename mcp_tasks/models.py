@@ -6,13 +6,22 @@ them as ISO 8601.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .states import State
 
 SCHEMA_VERSION = 1
+
+
+class Caller(NamedTuple):
+    """Who is calling. `agent` is the name recorded on tasks and events; `client` scopes the stored
+    answers to repeated requests: one connection, server process or token, never just a name,
+    since several clients may share one agent name."""
+
+    agent: str
+    client: str
 
 
 class Usage(BaseModel):
@@ -66,6 +75,7 @@ class Task(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     updated_at: float
     lease_hash: str | None = Field(default=None, exclude=True, repr=False)
+    lease_end: str | None = Field(default=None, description="How the latest lease ended; None while it holds")
 
 
 # Fields that the event log rebuilds; `blocks` is derived from other tasks' depends_on.
@@ -149,9 +159,18 @@ class Readiness(BaseModel):
 
 
 class Difference(BaseModel):
-    """One field where the stored task differs from the replay of its events."""
+    """One thing verify found wrong. Either a task field whose stored value differs from the
+    replay of its events (`field` names it; `stored` and `replayed` hold both values), or a
+    problem with a task's row, events or dependency edges (`field` names the check: row,
+    created, event, replay, depends_on; `problem` says what was found). A hole or a repeat in
+    the event sequence belongs to no task: `task_id` is None, `field` is missing, repeated,
+    unexpected (below 1) or unlisted (more breaks than verify lists), and `seq`..`seq_last` name
+    the numbers."""
 
-    task_id: str
+    task_id: str | None
     field: str
-    stored: Any
-    replayed: Any
+    stored: Any = None
+    replayed: Any = None
+    problem: str | None = None
+    seq: int | None = None
+    seq_last: int | None = None

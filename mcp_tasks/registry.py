@@ -22,11 +22,12 @@ from . import transactions as T
 from .errors import IdempotencyConflict, InvalidInput, TaskNotFound
 from .health import Health, run_forever, sleep
 from .ids import lease_hash, new_task_id
-from .models import Claim, Created, Difference, Event, NewTask, Page, Readiness, Task, TaskSummary, Usage
-from .replay import differences, fold
+from .models import Caller, Claim, Created, Difference, Event, NewTask, Page, Readiness, Task, TaskSummary, Usage
+from .replay import fold
 from .rules import Policy, readiness
 from .states import State
-from .stores.base import IdCollision, ReadTx, Store
+from .stores.base import IdCollision, ReadTx, Store, WriteTx
+from .verification import PAGE, verify as verify_store
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -69,42 +70,55 @@ class Registry:
         return lambda: self._listeners.remove(listener)
 
     # ------------------------------------------------------------ plumbing
-    def _actor(self, actor: str | None) -> str:
-        return self.agent if actor is None else limits.agent(actor)
+    def _caller(self, actor: str | Caller | None) -> Caller:
+        """The caller; a bare name (library and CLI use) is its own client scope."""
+        if actor is None:
+            return Caller(self.agent, self.agent)
+        if isinstance(actor, Caller):
+            return Caller(limits.agent(actor.agent), actor.client)
+        name = limits.agent(actor)
+        return Caller(name, name)
 
     async def _write(
         self,
         op: str,
-        actor: str | None,
+        actor: str | Caller | None,
         request_id: str | None,
         args: dict[str, Any],
         script: Callable[[T.Tx], R],
         decode: Callable[[Any], R] | None = None,
+        current: Callable[[WriteTx, Any], bool] | None = None,
     ) -> R:
-        who = self._actor(actor)
+        """Run `script` in one write transaction as `actor`, remembering the answer under
+        (client, request_id): a repeat returns the first answer and changes nothing. `current(tx,
+        stored)` decides whether a stored answer may still be replayed; when it says no, the
+        request id is free again and the call runs as new (a claim whose lease has ended)."""
+        caller = self._caller(actor)
         rid = None if request_id is None else limits.text("request_id", request_id, limits.MAX_REQUEST_ID, required=True)
         digest = ""
         if rid is not None:
             canon = json.dumps(args, sort_keys=True, separators=(",", ":"), default=A.canon)
             digest = hashlib.sha256(f"{op}\n{canon}".encode()).hexdigest()
 
-        def run(tx: Any) -> tuple[R, set[str]]:
+        def run(tx: WriteTx) -> tuple[R, set[str]]:
             if rid is not None:
-                prior = tx.get_request(who, rid)
+                prior = tx.get_request(caller.client, rid)
                 if prior is not None:
                     prior_op, prior_hash, response = prior
-                    if prior_op != op or prior_hash != digest:
-                        raise IdempotencyConflict(
-                            f"request_id {rid!r} was already used for a different {prior_op} call; "
-                            "use a new request_id for a new request",
-                            request_id=rid,
-                        )
                     value = json.loads(response)
-                    return (decode(value) if decode else value), set()
-            t = T.Tx(tx=tx, now=self.clock(), actor=who, policy=self.policy, rng=self.rng)
+                    stale = prior_op == op and current is not None and not current(tx, value)
+                    if not stale:
+                        if prior_op != op or prior_hash != digest:
+                            raise IdempotencyConflict(
+                                f"request_id {rid!r} was already used for a different {prior_op} call; "
+                                "use a new request_id for a new request",
+                                request_id=rid,
+                            )
+                        return (decode(value) if decode else value), set()
+            t = T.Tx(tx=tx, now=self.clock(), actor=caller.agent, policy=self.policy, rng=self.rng)
             result = script(t)
             if rid is not None:  # even an answer that changed nothing is the answer to this request
-                tx.put_request(who, rid, op, digest, A.encode(result), t.now)
+                tx.put_request(caller.client, rid, caller.agent, op, digest, A.encode(result), t.now)
             return result, t.changed
 
         result, changed = await self.store.write(run)
@@ -125,7 +139,7 @@ class Registry:
         tasks: list[NewTask | dict[str, Any]],
         *,
         ready: bool = True,
-        actor: str | None = None,
+        actor: str | Caller | None = None,
         request_id: str | None = None,
     ) -> Created:
         """Create a batch; depends_on may name existing ids or keys of this batch. All or nothing."""
@@ -142,7 +156,7 @@ class Registry:
                 continue
         raise RuntimeError("could not draw unique task ids")  # pragma: no cover
 
-    async def schedule(self, task_ids: list[str], *, actor: str | None = None, request_id: str | None = None) -> list[Task]:
+    async def schedule(self, task_ids: list[str], *, actor: str | Caller | None = None, request_id: str | None = None) -> list[Task]:
         """Move BACKLOG tasks to PENDING."""
         if not isinstance(task_ids, list) or not task_ids:
             raise InvalidInput("task_ids must be a non-empty list of task ids")
@@ -160,7 +174,7 @@ class Registry:
         expected_version: int | None = None,
         add_depends_on: list[str] | None = None,
         remove_depends_on: list[str] | None = None,
-        actor: str | None = None,
+        actor: str | Caller | None = None,
         request_id: str | None = None,
         **fields: Any,
     ) -> Task:
@@ -184,7 +198,7 @@ class Registry:
 
     async def cancel(
         self, task_id: str, reason: str, *, expected_version: int | None = None,
-        actor: str | None = None, request_id: str | None = None,
+        actor: str | Caller | None = None, request_id: str | None = None,
     ) -> Task:
         """Cancel work that is not running (BACKLOG, PENDING, ASSIGNED, PAUSED, FAILED)."""
         tid = limits.task_id("task_id", task_id)
@@ -196,14 +210,14 @@ class Registry:
             lambda t: T.cancel(t, tid, why, expected_version), Task.model_validate,  # type: ignore[arg-type]
         )
 
-    async def retry(self, task_id: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
+    async def retry(self, task_id: str, *, actor: str | Caller | None = None, request_id: str | None = None) -> Task:
         """Put a dead-lettered (FAILED) task back in the queue now."""
         tid = limits.task_id("task_id", task_id)
         return await self._write("retry", actor, request_id, {"id": tid}, lambda t: T.retry(t, tid), Task.model_validate)
 
     async def review(
         self, task_id: str, approve: bool, comment: str | None = None, *,
-        actor: str | None = None, request_id: str | None = None,
+        actor: str | Caller | None = None, request_id: str | None = None,
     ) -> Task:
         """Approve a task in REVIEW (it becomes DONE) or send it back to its assignee."""
         tid = limits.task_id("task_id", task_id)
@@ -242,7 +256,7 @@ class Registry:
         capabilities: list[str] | None = None,
         tags: list[str] | None = None,
         lease_seconds: float | None = None,
-        actor: str | None = None,
+        actor: str | Caller | None = None,
         request_id: str | None = None,
     ) -> Claim | None:
         """Claim the named task, or the best ready one matching the filters (None if none is ready)."""
@@ -255,17 +269,17 @@ class Registry:
         args = {"id": tid, "caps": caps, "tags": want, "lease": length}
         return await self._write(
             "claim", actor, request_id, args, lambda t: T.claim(t, tid, caps, want, length),
-            lambda v: None if v is None else Claim.model_validate(v),
+            lambda v: None if v is None else Claim.model_validate(v), _claim_still_held,
         )
 
-    async def start(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
+    async def start(self, task_id: str, lease: str, *, actor: str | Caller | None = None, request_id: str | None = None) -> Task:
         """ASSIGNED -> ACTIVE; renews the lease."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         return await self._write("start", actor, request_id, {"id": tid, "lease": lease_hash(tok)}, lambda t: T.start(t, tid, tok), Task.model_validate)
 
     async def checkpoint(
         self, task_id: str, lease: str, data: Any = None, note: str | None = None, progress: int | None = None,
-        *, actor: str | None = None, request_id: str | None = None,
+        *, actor: str | Caller | None = None, request_id: str | None = None,
     ) -> Task:
         """Save resumable state and progress; renews the lease (use it as the heartbeat)."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
@@ -280,7 +294,7 @@ class Registry:
 
     async def complete(
         self, task_id: str, lease: str, result: Any = None, artifacts: list[str] | None = None,
-        usage: Usage | dict[str, Any] | None = None, *, actor: str | None = None, request_id: str | None = None,
+        usage: Usage | dict[str, Any] | None = None, *, actor: str | Caller | None = None, request_id: str | None = None,
     ) -> Task:
         """ACTIVE -> DONE (or REVIEW when review is required), with result, artifacts and usage."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
@@ -295,7 +309,7 @@ class Registry:
 
     async def fail(
         self, task_id: str, lease: str, error: str, retryable: bool = True,
-        *, actor: str | None = None, request_id: str | None = None,
+        *, actor: str | Caller | None = None, request_id: str | None = None,
     ) -> Task:
         """Report failure; retried after a backoff while retries are left, else dead-lettered."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
@@ -308,7 +322,7 @@ class Registry:
         )
 
     async def pause(
-        self, task_id: str, lease: str, reason: str, *, actor: str | None = None, request_id: str | None = None
+        self, task_id: str, lease: str, reason: str, *, actor: str | Caller | None = None, request_id: str | None = None
     ) -> Task:
         """ACTIVE -> PAUSED; the lease stops running until resume."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
@@ -318,13 +332,13 @@ class Registry:
             lambda t: T.pause(t, tid, tok, why), Task.model_validate,  # type: ignore[arg-type]
         )
 
-    async def resume(self, task_id: str, lease: str, *, actor: str | None = None, request_id: str | None = None) -> Task:
+    async def resume(self, task_id: str, lease: str, *, actor: str | Caller | None = None, request_id: str | None = None) -> Task:
         """PAUSED -> ACTIVE; the lease runs again."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         return await self._write("resume", actor, request_id, {"id": tid, "lease": lease_hash(tok)}, lambda t: T.resume(t, tid, tok), Task.model_validate)
 
     async def release(
-        self, task_id: str, lease: str, reason: str | None = None, *, actor: str | None = None, request_id: str | None = None
+        self, task_id: str, lease: str, reason: str | None = None, *, actor: str | Caller | None = None, request_id: str | None = None
     ) -> Task:
         """ASSIGNED -> PENDING: give a claimed task back before starting it."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
@@ -342,6 +356,7 @@ class Registry:
 
         def run(tx: Any) -> tuple[list[str], set[str]]:
             t = T.Tx(tx=tx, now=self.clock(), actor=T.REAPER, policy=self.policy, rng=self.rng)
+            T.undo_clock_steps(t, self.policy.reap_batch)
             reaped = T.reap(t, self.policy.reap_batch)
             if prune:
                 tx.prune_requests(t.now - self.policy.request_ttl)
@@ -402,6 +417,7 @@ class Registry:
         assignee: str | None = None,
         tag: str | None = None,
         text: str | None = None,
+        types: list[str] | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> Page[Task]:
@@ -415,9 +431,10 @@ class Registry:
         who = None if assignee is None else limits.agent(assignee, "assignee")
         tg = None if tag is None else limits.name("tag", tag)
         q = limits.text("text", text, limits.MAX_TITLE) or None
+        kinds = limits.names("types", types, limits.MAX_TAGS) or None
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
         after = A.cursor_decode("f", cursor, 2)
-        rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1))
+        rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1, kinds))
         nxt = A.cursor_encode("f", rows[n - 1][1]) if len(rows) > n else None
         return Page[Task](items=[t for t, _ in rows[:n]], next_cursor=nxt)
 
@@ -458,47 +475,24 @@ class Registry:
         return await self.store.read(lambda tx: tx.last_seq())
 
     async def replay(self, task_id: str) -> Task:
-        """The task rebuilt from its events alone."""
+        """The task rebuilt from its events alone: TaskNotFound when it has none, DamagedHistory
+        when they cannot rebuild it (an unreadable event, earlier events missing)."""
         tid = limits.task_id("task_id", task_id)
         task = fold([e async for page in self.event_pages(task_id=tid) for e in page])
         if task is None:
             raise TaskNotFound(f"no events for task {tid}")
         return task
 
-    async def verify(self, *, batch: int = 500) -> list[Difference]:
-        """Replay every task and compare with the stored row; also check the unmet_deps counters."""
-        out: list[Difference] = []
-        after = ""
-        while True:
-            page = await self.store.read(lambda tx: tx.tasks_with_events(after, batch))
-            for task, events in page:
-                out.extend(differences(task, events))
-            if len(page) < batch:
-                break
-            after = page[-1][0].id
-        for tid, stored, actual in await self.store.read(lambda tx: tx.unmet_mismatches()):
-            out.append(Difference(task_id=tid, field="unmet_deps(counted)", stored=stored, replayed=actual))
-        return out
+    async def verify(self, *, batch: int = PAGE) -> list[Difference]:
+        """Every problem with the stored tasks and the event log (empty when there is none): each
+        row replayed from its events, rows and edges the log cannot explain, holes in the event
+        sequence, unmet_deps counters (verification.py)."""
+        return await verify_store(self.store, batch=batch)
 
     async def counts(self) -> dict[State, int]:
         """Number of tasks in each state (every state present, zero included)."""
         found = await self.store.read(lambda tx: tx.count_by_state())
         return {s: found.get(s, 0) for s in State}
-
-    async def outlook(self) -> tuple[dict[State, int], float | None]:
-        """Counts by state and when the next task waiting out a retry backoff becomes ready."""
-        now = self.clock()
-
-        def run(tx: ReadTx) -> tuple[dict[State, int], float | None]:
-            return tx.count_by_state(), tx.next_backoff_end(now)
-
-        found, backoff_end = await self.store.read(run)
-        return {s: found.get(s, 0) for s in State}, backoff_end
-
-    async def blocked_by_failed(self, limit: int = 100) -> list[tuple[str, str, State]]:
-        """(task, dependency, dependency state) for waiting tasks whose dependency is CANCELLED or FAILED."""
-        n = limits.integer("limit", limit, 1, 10_000)
-        return await self.store.read(lambda tx: tx.blocked_by_failed(n))
 
     async def complete_ids(self, prefix: str, limit: int = 50) -> list[str]:
         """Task ids starting with `prefix` (for completions)."""
@@ -511,3 +505,13 @@ class Registry:
         if not isinstance(prefix, str) or len(prefix) > limits.MAX_AGENT:
             return []
         return await self.store.read(lambda tx: tx.assignees_with_prefix(prefix, limit))
+
+
+def _claim_still_held(tx: WriteTx, stored: Any) -> bool:
+    """A stored claim answer is replayed only while its lease still holds the task; an answer that
+    found nothing is never replayed (asking again is a new question)."""
+    if not isinstance(stored, dict):
+        return False
+    task = tx.get_task(stored["task"]["id"])
+    return task is not None and task.lease_end is None and task.lease_hash == lease_hash(stored["lease"])
+

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from pydantic import ValidationError
+
+from .errors import DamagedHistory
 from .models import REPLAYED_FIELDS, Difference, Event, Task
 
 
@@ -16,34 +19,60 @@ def _defaults() -> dict[str, Any]:
     return {**_VALUES, **{name: make() for name, make in _FACTORIES.items()}}  # type: ignore[call-arg]
 
 
+def _damaged(ev: Event, detail: str) -> DamagedHistory:
+    return DamagedHistory(
+        f"the events of task {ev.task_id} cannot rebuild it: {detail}; `mcp-tasks verify` lists every problem",
+        task_id=ev.task_id, seq=ev.seq, detail=detail,
+    )
+
+
 def fold(events: Iterable[Event]) -> Task | None:
-    """The task as its events describe it; None when there are no events."""
+    """The task as its events describe it; None when there are no events.
+
+    DamagedHistory when they cannot describe it: an event that cannot be read, a first event
+    that is not `created` (earlier ones are missing), a second `created`, or assignments that no
+    task can hold."""
     current: dict[str, Any] | None = None
+    last: Event | None = None
     for ev in events:
+        last = ev
+        if ev.error:
+            raise _damaged(ev, f"event {ev.seq} cannot be read ({ev.error})")
         assigned = ev.data.get("set", {})
+        if not isinstance(assigned, dict):
+            raise _damaged(ev, f"event {ev.seq} ({ev.type}) assigns {type(assigned).__name__}, not fields")
         if ev.type == "created":
+            if current is not None:
+                raise _damaged(ev, f"event {ev.seq} is a second 'created' event")
             current = _defaults()
             current.update(assigned)
             current["state"] = ev.to_state
             current["updated_at"] = ev.at
             continue
         if current is None:
-            raise ValueError(f"event {ev.seq} of {ev.task_id} comes before its 'created' event")
+            raise _damaged(ev, f"its first event, {ev.seq} ({ev.type}), is not 'created': earlier events are missing")
         current.update(assigned)
+        if not isinstance(current["version"], int):
+            raise _damaged(ev, f"event {ev.seq} ({ev.type}) assigns a version that is not a number")
         current["version"] += 1
         current["updated_at"] = ev.at
         if ev.to_state is not None:
             current["state"] = ev.to_state
-    if current is None:
+    if current is None or last is None:
         return None
-    return Task.model_validate(current)
+    try:
+        return Task.model_validate(current)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the task"
+        raise _damaged(last, f"they assign {where} a value no task can hold ({first['msg']})") from None
 
 
 def differences(stored: Task, events: list[Event]) -> list[Difference]:
     """Fields where `stored` differs from the fold of `events` (empty when they agree)."""
     replayed = fold(events)
     if replayed is None:
-        return [Difference(task_id=stored.id, field="events", stored="present", replayed="no events")]
+        return [Difference(task_id=stored.id, field="created", problem="the row has no events at all")]
     out = []
     for name in REPLAYED_FIELDS:
         a, b = getattr(stored, name), getattr(replayed, name)

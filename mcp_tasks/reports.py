@@ -33,8 +33,7 @@ async def board(reg: Registry, limit: int = 100) -> Board:
     def read(tx: Any) -> tuple[Any, ...]:
         held = [t for s in sorted(HELD_STATES, key=list(State).index) for t in tx.tasks_in_state(s, limit)]
         dead = tx.tasks_in_state(State.FAILED, limit)
-        ready = tx.list_ready(now, None, None, None, limit)
-        return tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now), ready
+        return tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now), tx.count_ready(now)
 
     counts, held, dead, blocked, oldest, ready = await reg.store.read(read)
     by_agent: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -43,13 +42,36 @@ async def board(reg: Registry, limit: int = 100) -> Board:
                                              "lease_expires_at": iso(t.lease_expires_at)})
     return Board(
         counts={s.value: counts.get(s, 0) for s in State},
-        ready=len(ready),
-        oldest_ready_age_s=None if oldest is None else round(now - oldest, 3),
+        ready=ready,
+        oldest_ready_age_s=None if oldest is None else round(max(0.0, now - oldest), 3),
         held=dict(sorted(by_agent.items())),
         dead_letters=[{"id": t.id, "title": t.title, "retry_count": t.retry_count,
                        "last_error": t.error_log[-1]["error"] if t.error_log else None} for t in dead],
         blocked_by_failed=[{"id": tid, "dependency": dep, "dependency_state": st.value} for tid, dep, st in blocked],
     )
+
+
+class ClaimOutlook(BaseModel):
+    """What the open work waits for, when a claim found nothing ready for the caller."""
+
+    counts: dict[State, int]
+    ready_elsewhere: dict[str, int]  # ready tasks by type (all of them outside the caller's filters)
+    backoff: int  # PENDING, waiting out a retry backoff
+    next_backoff_end: float | None
+    waiting: int  # PENDING, waiting for dependencies still in progress
+    blocked: int  # PENDING, blocked by a CANCELLED or dead-lettered dependency
+
+
+async def claim_outlook(reg: Registry, limit: int = 1000) -> ClaimOutlook:
+    """Why nothing was ready: counts by state, ready work by type, and what PENDING work waits for."""
+    now = reg.clock()
+
+    def read(tx: Any) -> tuple[Any, ...]:
+        return tx.count_by_state(), tx.ready_types(now, limit), tx.pending_outlook(now), tx.next_backoff_end(now)
+
+    counts, ready, (backoff, waiting, blocked), backoff_end = await reg.store.read(read)
+    return ClaimOutlook(counts={s: counts.get(s, 0) for s in State}, ready_elsewhere=ready, backoff=backoff,
+                        next_backoff_end=backoff_end, waiting=waiting, blocked=blocked)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -119,5 +141,5 @@ async def metrics(reg: Registry) -> Metrics:
         by_agent={a: finish(g, g["done"] + g["failed"] + g["lease_expiries"]) for a, g in sorted(agents.items())},
         by_type={t: finish(g, g["done"] + g["failed"]) for t, g in sorted(types.items())},
         queue={s.value: counts.get(s, 0) for s in State},
-        oldest_ready_age_s=None if oldest is None else round(now - oldest, 3),
+        oldest_ready_age_s=None if oldest is None else round(max(0.0, now - oldest), 3),
     )

@@ -58,12 +58,13 @@ def readiness(task: Task, dep_states: Mapping[str, State], now: float) -> Readin
 
 
 def done_times(task: Task, completed_at: float) -> dict[str, float | None]:
-    """wait/work/cycle times recorded when a task reaches DONE (DESIGN 3.6)."""
+    """wait/work/cycle times recorded when a task reaches DONE (DESIGN 3.6); never negative, even
+    when the wall clock stepped back between the moments they span."""
     started = task.started_at
     return {
-        "wait_time": None if started is None else started - task.created_at,
-        "work_time": None if started is None else completed_at - started,
-        "cycle_time": completed_at - task.created_at,
+        "wait_time": None if started is None else max(0.0, started - task.created_at),
+        "work_time": None if started is None else max(0.0, completed_at - started),
+        "cycle_time": max(0.0, completed_at - task.created_at),
     }
 
 

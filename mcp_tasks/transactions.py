@@ -38,6 +38,28 @@ from .stores.base import WriteTx
 
 REAPER = "reaper"
 
+# How a lease ends (Task.lease_end), by the action or event that ended it.
+COMPLETED, FAILED, RELEASED, EXPIRED, CANCELLED = "completed", "failed", "released", "expired", "cancelled"
+# A lease that ended by this action answers a repeat of the action as the first call did.
+LEASE_ENDED_BY = {"complete": COMPLETED, "fail": FAILED, "release": RELEASED}
+# A holding lease whose task is already where this action leads answers a repeat of it likewise.
+REPEATED_INTO: dict[str, tuple[State, ...]] = {
+    "start": (State.ACTIVE,), "resume": (State.ACTIVE,), "pause": (State.PAUSED,),
+    "complete": (State.REVIEW, State.APPROVED),
+}
+
+
+def _ended(task: Task) -> str:
+    """Why a late call by the task's ended lease is refused, and what to do instead."""
+    how = {
+        COMPLETED: f"you completed it; it is {task.state.value} now, so there is nothing more to do with it",
+        FAILED: f"it was failed with that lease; it is {task.state.value} now",
+        RELEASED: f"it was released; it is {task.state.value} now",
+        EXPIRED: f"it expired without a heartbeat and the task went back to the queue; it is {task.state.value} now",
+        CANCELLED: "the task was cancelled",
+    }.get(task.lease_end or "", f"it ended ({task.lease_end})")
+    return f"your lease on {task.id} has ended: {how}. Stop working on it; claim again for more work"
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, State):
@@ -116,35 +138,60 @@ class Tx:
         if not ok:
             raise InvalidTransition(f"cannot {action} {task.id}", task_id=task.id, state=task.state)
 
-    def require_lease(self, task: Task, action: str, lease: str | None) -> None:
-        """`lease` must be the task's current lease (fencing), and the state must allow `action`.
+    def check_lease(self, task: Task, action: str, lease: str) -> bool:
+        """Fencing: `lease` must be the task's latest lease, still holding, and the state must allow
+        `action`. Returns True when this lease already did `action` (a repeat after a lost answer):
+        the caller then answers with the task as it is and changes nothing.
 
         The lease is checked first: a caller whose lease is not current has lost the task, and
         needs to hear that rather than which moves the task's new holder could make.
         """
-        if not lease or task.lease_hash is None or lease_hash(lease) != task.lease_hash:
+        if task.lease_hash is None or lease_hash(lease) != task.lease_hash:
             holder = f", held by {task.assignee}" if task.assignee and task.state in HELD_STATES else ""
             raise LeaseError(
                 f"the lease token is not the current lease on {task.id} (it is {task.state.value} now{holder}); "
                 "only the lease from the latest claim counts. If it was yours, the task is no longer yours: "
                 "stop working on it and claim again",
-                task_id=task.id,
-                state=task.state,
+                task_id=task.id, state=task.state,
             )
+        if task.lease_end is not None:
+            if LEASE_ENDED_BY.get(action) == task.lease_end:
+                return True
+            raise LeaseError(_ended(task), task_id=task.id, state=task.state, lease_end=task.lease_end)
+        if task.state in REPEATED_INTO.get(action, ()):
+            return True
         self.require(task, action)
         if task.state in LEASED_STATES and task.lease_expires_at is not None and task.lease_expires_at <= self.now:
             raise LeaseError(
                 f"your lease on {task.id} expired {self.now - task.lease_expires_at:.0f}s ago; the task goes "
                 "back to the queue. Claim it again (its checkpoint is kept) and checkpoint more often",
-                task_id=task.id,
-                state=task.state,
+                task_id=task.id, state=task.state,
             )
+        return False
 
     def lease_length(self, task: Task) -> float:
         return task.lease_seconds or self.policy.lease_seconds
 
 
 # ---------------------------------------------------------------- claiming and working
+
+
+def undo_clock_steps(t: Tx, limit: int) -> list[str]:
+    """Times set by a clock that has since stepped back lie too far ahead: a lease that expires
+    later than its length from now, a retry backoff that ends later than the longest backoff. Bring
+    them back to at most that, so an abandoned lease or a backoff never waits out the step too."""
+    p = t.policy
+    fixed = []
+    for task in t.tx.leases_from_the_future(t.now, p.lease_min, p.lease_seconds, limit):
+        new = t.now + t.lease_length(task)
+        info = {"clock_stepped_back": True, "was": task.lease_expires_at}
+        t.change(task, None, "clock_corrected", {"lease_expires_at": new}, info, actor=REAPER)
+        fixed.append(task.id)
+    for task in t.tx.backoffs_from_the_future(t.now, p.backoff_cap, limit):
+        info = {"clock_stepped_back": True, "was": task.not_before}
+        t.change(task, None, "clock_corrected", {"not_before": t.now + p.backoff_cap}, info, actor=REAPER)
+        fixed.append(task.id)
+    return fixed
 
 
 def reap(t: Tx, limit: int) -> list[str]:
@@ -154,12 +201,12 @@ def reap(t: Tx, limit: int) -> list[str]:
         holder = task.assignee
         info = {"holder": holder, "lease_expires_at": task.lease_expires_at}
         if task.state == State.ASSIGNED:
-            t.change(task, State.PENDING, "lease_expired", _unassigned(), info, actor=REAPER)
+            t.change(task, State.PENDING, "lease_expired", {**_unassigned(), "lease_end": EXPIRED}, info, actor=REAPER)
         else:
             entry = error_entry(t.now, f"lease expired (held by {holder})", task.retry_count + 1, True, REAPER)
             failed = t.change(
                 task, State.FAILED, "lease_expired",
-                {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_hash": None},
+                {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_end": EXPIRED},
                 info, actor=REAPER,
             )
             _retry_or_dead_letter(t, failed, retryable=True, actor=REAPER, holder=holder)
@@ -168,7 +215,8 @@ def reap(t: Tx, limit: int) -> list[str]:
 
 
 def _unassigned() -> dict[str, Any]:
-    return {"assignee": None, "lease_hash": None, "lease_expires_at": None, "lease_seconds": None}
+    """The task belongs to nobody; its latest lease_hash stays, to recognise that lease's late calls."""
+    return {"assignee": None, "lease_expires_at": None, "lease_seconds": None}
 
 
 def _retry_or_dead_letter(
@@ -208,7 +256,7 @@ def claim(
     expires = t.now + length
     fields = {
         "assignee": t.actor, "assigned_at": t.now, "lease_hash": lease_hash(token),
-        "lease_expires_at": expires, "lease_seconds": length, "not_before": None,
+        "lease_expires_at": expires, "lease_seconds": length, "not_before": None, "lease_end": None,
     }
     new = t.change(task, State.ASSIGNED, "claimed", fields, {"lease_seconds": length})
     return Claim(task=new, lease=token, lease_expires_at=expires)
@@ -216,7 +264,8 @@ def claim(
 
 def start(t: Tx, task_id: str, lease: str) -> Task:
     task = t.load(task_id)
-    t.require_lease(task, "start", lease)
+    if t.check_lease(task, "start", lease):
+        return task
     fields = {"started_at": task.started_at or t.now, "lease_expires_at": t.now + t.lease_length(task)}
     return t.change(task, State.ACTIVE, "started", fields)
 
@@ -224,7 +273,7 @@ def start(t: Tx, task_id: str, lease: str) -> Task:
 def checkpoint(t: Tx, task_id: str, lease: str, data: Any, note: str | None, progress: int | None) -> Task:
     """Save progress and renew the lease (a checkpoint is also the heartbeat)."""
     task = t.load(task_id)
-    t.require_lease(task, "checkpoint", lease)
+    t.check_lease(task, "checkpoint", lease)
     fields: dict[str, Any] = {"checkpoint_timestamp": t.now, "lease_expires_at": t.now + t.lease_length(task)}
     if data is not None:
         fields["checkpoint_data"] = data
@@ -238,7 +287,8 @@ def checkpoint(t: Tx, task_id: str, lease: str, data: Any, note: str | None, pro
 def complete(t: Tx, task_id: str, lease: str, result: Any, artifacts: list[str], usage: Usage | None) -> Task:
     """Finish the work: DONE, or REVIEW when the task requires review."""
     task = t.load(task_id)
-    t.require_lease(task, "complete", lease)
+    if t.check_lease(task, "complete", lease):
+        return task
     fields: dict[str, Any] = {
         "result": result, "artifacts": artifacts, "completed_at": t.now, "lease_expires_at": None,
     }
@@ -250,36 +300,41 @@ def complete(t: Tx, task_id: str, lease: str, result: Any, artifacts: list[str],
         )
     if task.requires_review:
         return t.change(task, State.REVIEW, "completed", fields, {"review": True})
-    fields.update(done_times(task, t.now), lease_hash=None)
+    fields.update(done_times(task, t.now), lease_end=COMPLETED)
     return t.change(task, State.DONE, "completed", fields)
 
 
 def fail(t: Tx, task_id: str, lease: str, error: str, retryable: bool) -> Task:
     """Record a failure; retry after a backoff while retries are left, else dead-letter."""
     task = t.load(task_id)
-    t.require_lease(task, "fail", lease)
+    if t.check_lease(task, "fail", lease):
+        return task
     entry = error_entry(t.now, error, task.retry_count + 1, retryable, t.actor)
-    fields = {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_hash": None}
+    fields = {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_end": FAILED}
     failed = t.change(task, State.FAILED, "failed", fields, {"retryable": retryable})
     return _retry_or_dead_letter(t, failed, retryable)
 
 
 def pause(t: Tx, task_id: str, lease: str, reason: str) -> Task:
     task = t.load(task_id)
-    t.require_lease(task, "pause", lease)
+    if t.check_lease(task, "pause", lease):
+        return task
     return t.change(task, State.PAUSED, "paused", {"lease_expires_at": None}, {"reason": reason})
 
 
 def resume(t: Tx, task_id: str, lease: str) -> Task:
     task = t.load(task_id)
-    t.require_lease(task, "resume", lease)
+    if t.check_lease(task, "resume", lease):
+        return task
     return t.change(task, State.ACTIVE, "resumed", {"lease_expires_at": t.now + t.lease_length(task)})
 
 
 def release(t: Tx, task_id: str, lease: str, reason: str | None) -> Task:
     task = t.load(task_id)
-    t.require_lease(task, "release", lease)
-    return t.change(task, State.PENDING, "released", _unassigned(), {"reason": reason} if reason else None)
+    if t.check_lease(task, "release", lease):
+        return task
+    fields = {**_unassigned(), "lease_end": RELEASED}
+    return t.change(task, State.PENDING, "released", fields, {"reason": reason} if reason else None)
 
 
 # ---------------------------------------------------------------- people and planners
@@ -300,7 +355,7 @@ def review(t: Tx, task_id: str, approve: bool, comment: str | None) -> Task:
         return t.change(task, State.ACTIVE, "changes_requested", fields, info)
     approved = t.change(task, State.APPROVED, "approved", {"reviewer": t.actor}, info)
     done_at = approved.completed_at or t.now
-    fields = {**done_times(approved, done_at), "lease_hash": None}
+    fields = {**done_times(approved, done_at), "lease_end": COMPLETED}
     return t.change(approved, State.DONE, "completed", fields)
 
 
@@ -308,7 +363,9 @@ def cancel(t: Tx, task_id: str, reason: str, expected_version: int | None) -> Ta
     task = t.load(task_id)
     check_version(task, expected_version)
     t.require(task, "cancel")
-    fields = {"lease_hash": None, "lease_expires_at": None}
+    fields: dict[str, Any] = {"lease_expires_at": None}
+    if task.lease_hash is not None and task.lease_end is None:
+        fields["lease_end"] = CANCELLED
     return t.change(task, State.CANCELLED, "cancelled", fields, {"reason": reason})
 
 
@@ -330,4 +387,3 @@ def check_version(task: Task, expected: int | None) -> None:
         )
 
 
-__all__ = ["Tx", "TaskError", "lease_hash"]

@@ -56,17 +56,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+MCP_TASKS = [sys.executable, "-m", "mcp_tasks"]
+
+
 @contextmanager
-def http_server(db: str, *extra: str, host: str = "127.0.0.1") -> Iterator[str]:
-    """`mcp-tasks serve --http` in a child process on a free loopback port; yields the base URL."""
+def http_server(db: str, *extra: str, host: str = "127.0.0.1", log: Path | None = None) -> Iterator[str]:
+    """`mcp-tasks serve --http` in a child process on a free loopback port; yields the base URL.
+    The server's stderr goes to `log` when given."""
     import urllib.request
 
     import tempfile
 
     port = free_port()
-    errors = tempfile.TemporaryFile()
+    errors = open(log, "w+b") if log is not None else tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_tasks", "serve", "--http", "--host", host, "--port", str(port), "--db", db, *extra],
+        [*MCP_TASKS, "serve", "--http", "--host", host, "--port", str(port), "--db", db, *extra],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=errors,
     )
     base = f"http://{'127.0.0.2' if host == '127.0.0.2' else '127.0.0.1'}:{port}"

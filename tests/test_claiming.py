@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_tasks import State
+from mcp_tasks import State, reports
 from mcp_tasks.errors import DependencyError, InvalidInput, NotReady, TaskNotFound
 
 
@@ -145,6 +145,11 @@ async def test_rewiring_dependencies_keeps_the_counter(registry):
     assert await registry.verify() == []
 
 
+async def blocked_by_failed(reg) -> list[tuple[str, str, State]]:
+    """(task, dependency, its state) as the board lists work blocked by failed dependencies."""
+    return [(b["id"], b["dependency"], State(b["dependency_state"])) for b in (await reports.board(reg)).blocked_by_failed]
+
+
 async def test_a_cancelled_dependency_reports_dependents_blocked_by_failed_work(registry):
     k = (await registry.create_tasks([
         {"key": "a", "title": "a"},
@@ -152,7 +157,7 @@ async def test_a_cancelled_dependency_reports_dependents_blocked_by_failed_work(
         {"key": "c", "title": "c", "depends_on": ["b"]},
     ])).by_key
     await registry.cancel(k["a"], "scope changed")
-    blocked = await registry.blocked_by_failed()
+    blocked = await blocked_by_failed(registry)
     assert blocked == [(k["b"], k["a"], State.CANCELLED)]
     _, ready, _ = await registry.get_with_context(k["b"])
     assert not ready.ready and ready.failed_deps == [k["a"]]
@@ -163,7 +168,7 @@ async def test_a_cancelled_dependency_reports_dependents_blocked_by_failed_work(
         await registry.create_tasks([{"title": "d", "depends_on": [k["a"]]}])
     # the planner rewires b and the chain flows again
     await registry.update(k["b"], remove_depends_on=[k["a"]])
-    assert await registry.blocked_by_failed() == []
+    assert await blocked_by_failed(registry) == []
     assert [t.id for t in (await registry.list_available()).items] == [k["b"]]
 
 
@@ -174,7 +179,7 @@ async def test_a_dead_lettered_dependency_blocks_too(registry):
     claim = await registry.claim(k["a"])
     await registry.start(k["a"], claim.lease)
     await registry.fail(k["a"], claim.lease, "cannot be done")
-    assert await registry.blocked_by_failed() == [(k["b"], k["a"], State.FAILED)]
+    assert await blocked_by_failed(registry) == [(k["b"], k["a"], State.FAILED)]
 
 
 async def test_backlog_tasks_wait_for_schedule(registry):

@@ -38,11 +38,11 @@ def test_add_list_show_verify(tmp_path):
 def test_errors_are_clear_and_exit_nonzero(tmp_path):
     db = str(tmp_path / "cli.db")
     out = run("add", "x", "--db", db, "--depends-on", "t-0000000000", check=False)
-    assert out.returncode == 2 and "unknown tasks" in out.stderr
+    assert out.returncode == 3 and "unknown tasks" in out.stderr
     out = run("show", "nope", "--db", db, check=False)
-    assert out.returncode == 2 and "not a task id" in out.stderr
+    assert out.returncode == 3 and "not a task id" in out.stderr
     out = run("add", "x", "--db", db, "-p", "11", check=False)
-    assert out.returncode == 2 and "priority is 11; allowed: 1 to 10" in out.stderr
+    assert out.returncode == 2 and "argument -p/--priority: must be between 1 and 10, not 11" in out.stderr
 
 
 def test_database_location_flag_env_and_default(tmp_path):
@@ -85,7 +85,7 @@ def test_people_review_cancel_retry_and_schedule_from_the_cli(tmp_path):
 
     asyncio.run(work())
     own = run("review", reviewed, "--approve", "--db", db, "--agent", "worker", check=False)
-    assert own.returncode == 2 and "cannot review it" in own.stderr
+    assert own.returncode == 3 and "cannot review it" in own.stderr
     assert "REVIEW" in run("show", reviewed, "--db", db).stdout
     assert f"{reviewed} DONE (reviewed by alice)" in run("review", reviewed, "--approve", "-m", "ok", "--db", db, "--agent", "alice").stdout
     assert f"{dead} PENDING" in run("retry", dead, "--db", db).stdout
@@ -95,8 +95,12 @@ def test_people_review_cancel_retry_and_schedule_from_the_cli(tmp_path):
 
 
 def test_serve_refuses_a_nonsense_lease(tmp_path):
+    from mcp_tasks.rules import Policy
+
     out = run("serve", "--db", str(tmp_path / "x.db"), "--lease-seconds", "0", check=False)
-    assert out.returncode != 0 and "--lease-seconds must be between 1 and 86400" in out.stderr
+    bounds = f"between {Policy.lease_min:g} and {Policy.lease_max:g}, not 0"
+    assert out.returncode == 2 and f"argument --lease-seconds: must be {bounds}" in out.stderr
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_events_follow_stats_and_replay(tmp_path):

@@ -125,7 +125,15 @@ async def test_a_replay_does_not_vouch_for_another_lease(registry):
 
 
 async def test_an_answer_that_changed_nothing_is_remembered_too(registry):
+    tid = (await registry.create_tasks([{"title": "same"}])).ids[0]
+    first = await registry.update(tid, title="same", request_id="u-1")  # nothing to change
+    await registry.update(tid, title="changed")
+    assert (await registry.update(tid, title="same", request_id="u-1")).model_dump() == first.model_dump()
+    assert (await registry.get(tid)).title == "changed"
+
+
+async def test_a_claim_that_found_nothing_is_asked_again(registry):
     assert await registry.claim(request_id="c-empty") is None
     await registry.create_tasks([{"title": "arrives later"}])
-    assert await registry.claim(request_id="c-empty") is None  # same request, same first answer
-    assert (await registry.claim(request_id="c-new")) is not None
+    got = await registry.claim(request_id="c-empty")  # never yesterday's "nothing"
+    assert got is not None and got.task.title == "arrives later"

@@ -23,7 +23,7 @@ async def test_expired_assigned_lease_returns_the_task_to_pending(registry, cloc
     assert task.state == State.PENDING and task.assignee is None and task.retry_count == 0
     last = (await registry.events(tid))[-1]
     assert (last.type, last.from_state, last.to_state, last.actor) == ("lease_expired", State.ASSIGNED, State.PENDING, "reaper")
-    with pytest.raises(LeaseError, match="no longer yours") as info:
+    with pytest.raises(LeaseError, match="has ended: it expired") as info:
         await registry.start(tid, claim.lease)
     assert info.value.state == State.PENDING
 

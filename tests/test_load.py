@@ -52,7 +52,7 @@ async def test_sigkilled_servers_and_agents_lose_no_acknowledged_change(tmp_path
     rng = random.Random(5)
     db = str(tmp_path / "crash.db")
     deps = await make_plan(db, tasks, rng, max_retries=100)
-    fleet = Fleet(db, tmp_path, lease=2, fail_rate=0.03)
+    fleet = Fleet(db, tmp_path, lease=5, fail_rate=0.03)  # the shortest lease the registry grants
     names = [f"agent-{i}" for i in range(5)]
     for name in names:
         fleet.start(name)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from mcp_tasks import Registry, State
+from mcp_tasks.errors import StoreCorrupt
 from mcp_tasks.stores import SqliteStore, sql_files
-from mcp_tasks.stores.sqlite import apply_migrations, schema_fingerprint
+from mcp_tasks.stores.sqlite_file import apply_migrations, schema_fingerprint
 
 
 def _fingerprint(path) -> dict:
@@ -75,8 +76,9 @@ async def test_a_database_from_a_newer_version_is_refused(tmp_path):
     store = SqliteStore(path)
     try:
         await store.open()
-    except RuntimeError as exc:
-        assert "newer than this mcp-tasks knows" in str(exc)
+    except StoreCorrupt as exc:
+        assert "has schema version 999, newer than this mcp-tasks knows" in exc.message
+        assert "upgrade mcp-tasks" in exc.message
     else:
         await store.close()
         raise AssertionError("opening a newer database must fail")

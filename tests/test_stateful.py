@@ -73,6 +73,10 @@ LEASE_OPS = {  # operations that need the current lease, and the states they are
     "start": {ASSIGNED}, "checkpoint": {ACTIVE}, "complete": {ACTIVE}, "fail": {ACTIVE},
     "pause": {ACTIVE}, "resume": {PAUSED}, "release": {ASSIGNED},
 }
+# A lease that ended by one of these actions answers a repeat of that action (by the same lease)
+# with the task as it is; a holding lease whose task is already where the action leads does too.
+ENDED_BY = {"complete": "completed", "fail": "failed", "release": "released"}
+REPEAT_INTO = {"start": {ACTIVE}, "resume": {ACTIVE}, "pause": {PAUSED}, "complete": {REVIEW}}
 CANCELLABLE = {BACKLOG, PENDING, ASSIGNED, PAUSED, FAILED}
 TERMINAL = {DONE, CANCELLED}
 DEP_EDIT = {BACKLOG, PENDING, FAILED}
@@ -111,7 +115,8 @@ class MTask:
     max_retries: int
     retry_count: int = 0
     assignee: str | None = None
-    lease: str | None = None  # the current lease token; at most one per task
+    lease: str | None = None  # the latest lease token; kept after it ends, until the next claim
+    lease_end: str | None = None  # how that lease ended (None while it holds)
     lease_expires_at: float | None = None
     lease_seconds: float | None = None
     not_before: float | None = None
@@ -220,6 +225,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.leases: list[Issued] = []  # every lease ever issued, in order
         self.requests: dict[tuple[str, str], Stored] = {}  # (agent, request_id) the registry must remember
         self.rids: list[str] = []  # every request_id used so far
+        self.lease_calls: list[tuple[str, str, str, str]] = []  # (op, task, token, agent) that succeeded
         self.checks = 0
         self.steps = 0
         self.titles = 0
@@ -262,6 +268,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     def perform(
         self, method: str, kwargs: dict[str, Any], err: type[Exception] | None, apply: Any, rid_choice: int | None,
+        request_id: str | None = None,
     ) -> Any:
         """Call `method`; expect the error `err`, or success and let `apply(result)` update the model.
 
@@ -270,7 +277,7 @@ class RegistryMachine(RuleBasedStateMachine):
         show that it changed no task either.
         """
         actor = kwargs["actor"]
-        request_id = self.pick_rid(actor, rid_choice)
+        request_id = request_id or self.pick_rid(actor, rid_choice)
         if request_id is not None:
             kwargs = {**kwargs, "request_id": request_id}
         note(f"{method}({kwargs}) expecting {'success' if err is None else err.__name__}")
@@ -344,7 +351,7 @@ class RegistryMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ model transitions
     @staticmethod
     def unassign(m: MTask) -> None:
-        m.assignee = m.lease = m.lease_expires_at = m.lease_seconds = None
+        m.assignee = m.lease_expires_at = m.lease_seconds = None
 
     def reached_done(self, m: MTask) -> None:
         for other in self.tasks.values():
@@ -366,23 +373,30 @@ class RegistryMachine(RuleBasedStateMachine):
         for m in self.tasks.values():
             if self.expired(m):
                 m.version += 1
+                m.lease_end = "expired"
                 if m.state == ASSIGNED:
                     m.state = PENDING
                     self.unassign(m)
                 else:
                     m.state = FAILED
                     m.errors += 1
-                    m.lease = m.lease_expires_at = None
+                    m.lease_expires_at = None
                     self.after_failure(m, retryable=True)
                 reaped.append(m.id)
         return reaped
 
-    def lease_error(self, tid: str, token: str, op: str) -> type[Exception] | None:
+    def lease_error(self, tid: str, token: str, op: str) -> type[Exception] | str | None:
+        """The error a lease operation meets, None for success, or "repeat" when the same lease
+        already did it (success that changes nothing)."""
         m = self.tasks.get(tid)
         if m is None:
             return TaskNotFound
         if m.lease is None or token != m.lease:
-            return LeaseError  # a lease that is not current is refused whatever the state
+            return LeaseError  # a lease that is not the latest is refused whatever the state
+        if m.lease_end is not None:  # the latest lease, but it has ended
+            return "repeat" if ENDED_BY.get(op) == m.lease_end else LeaseError
+        if m.state in REPEAT_INTO.get(op, ()):
+            return "repeat"
         if m.state not in LEASE_OPS[op]:
             return InvalidTransition
         if self.expired(m):
@@ -463,7 +477,9 @@ class RegistryMachine(RuleBasedStateMachine):
 
         def apply(result: Any) -> bool:
             m.state = CANCELLED
-            m.lease = m.lease_expires_at = None
+            if m.lease is not None and m.lease_end is None:
+                m.lease_end = "cancelled"
+            m.lease_expires_at = None
             m.version += 1
             self.check_task(result, m)
             return True
@@ -498,7 +514,8 @@ class RegistryMachine(RuleBasedStateMachine):
             m.reviewer = who
             if approve:
                 m.state = DONE
-                m.lease = m.lease_expires_at = None
+                m.lease_end = "completed"
+                m.lease_expires_at = None
                 m.version += 2  # approved, then completed
                 self.reached_done(m)
             else:  # back to the assignee, whose lease is current again
@@ -514,7 +531,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.perform("review", kwargs, err, apply, rid_choice)
 
     def do_claim(self, task_id: str | None, caps: list[str] | None, tags: list[str] | None,
-                 lease_seconds: float | None, who: str, rid_choice: int | None) -> None:
+                 lease_seconds: float | None, who: str, rid_choice: int | None, request_id: str | None = None) -> None:
         kwargs: dict[str, Any] = {"capabilities": caps, "tags": tags, "lease_seconds": lease_seconds, "actor": who}
         if task_id is not None:
             kwargs["task_id"] = task_id
@@ -549,6 +566,7 @@ class RegistryMachine(RuleBasedStateMachine):
             m.state = ASSIGNED
             m.assignee = who
             m.lease = result.lease
+            m.lease_end = None
             m.lease_expires_at = self.now + length
             m.lease_seconds = length
             m.not_before = None
@@ -561,16 +579,18 @@ class RegistryMachine(RuleBasedStateMachine):
             self.check_task(result.task, m)
             return True
 
-        self.perform("claim", kwargs, err, apply, rid_choice)
+        self.perform("claim", kwargs, err, apply, rid_choice, request_id)
 
     def do_lease_op(self, op: str, tid: str, token: str, actor: str, rid_choice: int | None,
                     retryable: bool = True, data: Any = None) -> None:
         m = self.tasks[tid]
-        err = InvalidInput if token == "" else self.lease_error(tid, token, op)
+        outcome = InvalidInput if token == "" else self.lease_error(tid, token, op)
+        repeat = outcome == "repeat"
+        err = None if isinstance(outcome, str) else outcome
         if err is LeaseError:
             issued = [x for x in self.leases if x.token == token]
             if token == m.lease:
-                why = "expired"
+                why = f"ended ({m.lease_end})" if m.lease_end else "expired"
             elif not issued:
                 why = "bogus"
             elif issued[0].task_id != tid:
@@ -585,6 +605,11 @@ class RegistryMachine(RuleBasedStateMachine):
         }.get(op, {})
 
         def apply(result: Any) -> bool:
+            self.lease_calls.append((op, tid, token, actor))
+            if repeat:  # the same lease already did this: the task as it is, nothing changes
+                event(f"{op}: repeated by its lease")
+                self.check_task(result, m)
+                return False
             m.version += 1
             if op in ("start", "resume"):
                 m.state = ACTIVE
@@ -602,18 +627,20 @@ class RegistryMachine(RuleBasedStateMachine):
                     m.state = REVIEW  # the lease stays: changes requested hand the task back to its holder
                 else:
                     m.state = DONE
-                    m.lease = None
+                    m.lease_end = "completed"
                     self.reached_done(m)
             elif op == "fail":
                 m.state = FAILED
                 m.errors += 1
-                m.lease = m.lease_expires_at = None
+                m.lease_end = "failed"
+                m.lease_expires_at = None
                 self.after_failure(m, retryable)  # one more event when it is retried
             elif op == "pause":
                 m.state = PAUSED
                 m.lease_expires_at = None
             elif op == "release":
                 m.state = PENDING
+                m.lease_end = "released"
                 self.unassign(m)
             self.check_task(result, m)
             return True
@@ -773,6 +800,14 @@ class RegistryMachine(RuleBasedStateMachine):
         assert token is not None
         self.do_lease_op(op, tid, token, who or self.tasks[tid].assignee or AGENTS[0], rid, retryable, data)
 
+    @precondition(lambda self: self.lease_calls)
+    @rule(i=pick, later=st.booleans())
+    def lease_op_again(self, i: int, later: bool) -> None:
+        """An agent that lost an answer repeats a lease call it made (at once, or after others moved
+        on): the same lease answers as the first call did when it is that lease's last action."""
+        op, tid, token, actor = self.lease_calls[-1] if not later else self.lease_calls[i % len(self.lease_calls)]
+        self.do_lease_op(op, tid, token, actor, None)
+
     work_st = st.lists(st.tuples(pick, st.integers(0, 11)), min_size=1, max_size=6)
 
     @precondition(lambda self: any(m.state not in TERMINAL for m in self.tasks.values()))
@@ -863,6 +898,17 @@ class RegistryMachine(RuleBasedStateMachine):
         second effect; with other arguments or for another operation, IdempotencyConflict."""
         stored = list(self.requests.values())[i % len(self.requests)]
         before = self.last_seq()
+        if stored.method == "claim" and how != "other operation" and not self.still_held(stored.answer):
+            # a stored claim answer is replayed only while its lease holds the task; after that
+            # (or when the first claim found nothing) the request id runs as a new claim
+            kw = stored.kwargs
+            seconds = kw["lease_seconds"]
+            if how != "same":
+                seconds = 78.0 if seconds == 77.0 else 77.0
+            event("claim: request_id of an ended claim runs as new")
+            self.do_claim(kw.get("task_id"), kw["capabilities"], kw["tags"], seconds, kw["actor"], None,
+                          kw["request_id"])
+            return
         if how == "same":
             again = self.run(getattr(self.reg, stored.method)(**stored.kwargs))
             assert dump(again) == stored.answer
@@ -887,6 +933,13 @@ class RegistryMachine(RuleBasedStateMachine):
         with pytest.raises(IdempotencyConflict):
             self.run(getattr(self.reg, method)(**kw))
         assert self.last_seq() == before
+
+    def still_held(self, answer: Any) -> bool:
+        """Whether a stored claim answer's lease still holds its task (the model's view)."""
+        if answer is None:
+            return False
+        m = self.tasks[answer["task"]["id"]]
+        return m.lease == answer["lease"] and m.lease_end is None
 
     # ------------------------------------------------------------ rules: time and the reaper
     @rule()
@@ -942,7 +995,7 @@ class RegistryMachine(RuleBasedStateMachine):
                 "checkpoint_data": m.checkpoint_data, "version": m.version, "requires_review": m.requires_review,
                 "priority": m.priority, "type": m.type, "tags": m.tags, "title": m.title,
                 "lease_expires_at": m.lease_expires_at, "lease_seconds": m.lease_seconds, "reviewer": m.reviewer,
-                "lease_hash": None if m.lease is None else lease_hash(m.lease),
+                "lease_hash": None if m.lease is None else lease_hash(m.lease), "lease_end": m.lease_end,
                 "started_at": m.started_at, "completed_at": m.completed_at, "errors": m.errors,
             }
             got = {k: len(t.error_log) if k == "errors" else getattr(t, k) for k in expected}
@@ -957,10 +1010,11 @@ class RegistryMachine(RuleBasedStateMachine):
         assert len({x.token for x in self.leases}) == len(self.leases)
         for m in self.tasks.values():
             if m.lease is not None:
-                assert m.state in HELD
                 assert [x.token for x in self.leases if x.task_id == m.id][-1] == m.lease
+                if m.lease_end is None:
+                    assert m.state in HELD
             if m.state in RUNNING:
-                assert m.lease is not None and m.lease_expires_at is not None
+                assert m.lease is not None and m.lease_end is None and m.lease_expires_at is not None
             assert m.state != APPROVED  # approval completes in the same step
 
 

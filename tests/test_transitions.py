@@ -127,20 +127,29 @@ async def test_every_edge_is_exercised_by_the_api(registry):
     assert seen == DESIGNED
 
 
-NON_EDGES = [(s, a) for s in OBSERVABLE for a in ACTIONS if a not in allowed_actions(s)]
 LEASED = {"start", "checkpoint", "complete", "fail", "pause", "resume", "release"}
+# drive_to gets a task into these states with the lease's own last action; repeating that action by
+# the same lease (an agent that lost the first answer) answers with the task as it is.
+REPEATS = {(S.ACTIVE, "start"), (S.ACTIVE, "resume"), (S.PAUSED, "pause"), (S.REVIEW, "complete"),
+           (S.DONE, "complete"), (S.FAILED, "fail")}
+# In these states the lease that brought the task there has ended (completed, failed).
+ENDED = {S.DONE, S.FAILED}
+NON_EDGES = [(s, a) for s in OBSERVABLE for a in ACTIONS if a not in allowed_actions(s) and (s, a) not in REPEATS]
 
 
 @pytest.mark.parametrize(("state", "action"), NON_EDGES, ids=[f"{s.value}-{a}" for s, a in NON_EDGES])
 async def test_every_other_action_is_refused_and_changes_nothing(registry, state, action):
     """Refused as an invalid transition; lease-bound actions by a caller without the current lease
-    are refused as a lease error first (the task is not theirs), naming the state all the same."""
+    are refused as a lease error first (the task is not theirs), and so are calls by a lease that
+    has ended (saying how it ended), naming the state all the same."""
     tid, lease = await drive_to(registry, state)
     before = await registry.get(tid)
-    expected = LeaseError if action in LEASED and (lease is None or before.lease_hash is None) else InvalidTransition
+    expected = LeaseError if action in LEASED and (lease is None or state in ENDED) else InvalidTransition
     with pytest.raises(expected) as info:
         await ACTIONS[action](registry, tid, lease)
     err = info.value
+    if action in LEASED and state in ENDED:
+        assert "has ended" in err.message
     assert err.task_id == tid and err.state == state
     assert err.allowed == allowed_actions(state)
     assert f"Task {tid} is {state.value}" in err.message
@@ -148,6 +157,16 @@ async def test_every_other_action_is_refused_and_changes_nothing(registry, state
         assert "allowed now: " + ", ".join(err.allowed) in err.message
     after = await registry.get(tid)
     assert after.version == before.version and after.state == state
+
+
+@pytest.mark.parametrize(("state", "action"), sorted(REPEATS), ids=[f"{s.value}-{a}" for s, a in sorted(REPEATS)])
+async def test_repeating_the_leases_own_last_action_answers_and_changes_nothing(registry, state, action):
+    tid, lease = await drive_to(registry, state)
+    before, logged = await registry.get(tid), len(await registry.events(tid))
+    again = await ACTIONS[action](registry, tid, lease)
+    assert again.state == state and again.version == before.version
+    after = await registry.get(tid)
+    assert after.version == before.version and len(await registry.events(tid)) == logged
 
 
 @pytest.mark.parametrize("action", [a for a in ACTIONS if a not in allowed_actions(S.APPROVED)])

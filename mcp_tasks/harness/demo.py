@@ -37,7 +37,7 @@ from ..registry import Registry
 from ..states import State
 from ..stores import make_store
 
-LEASE_SECONDS = 4
+LEASE_SECONDS = 5  # the shortest lease the registry grants
 REAPER_INTERVAL = 0.5
 CALL_TIMEOUT = 20.0
 POLL = 0.3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from .. import __version__, limits
+from ..models import Caller
 from ..registry import Registry
 from ..rules import Policy
 from ..stores import make_store
@@ -45,18 +48,31 @@ class AppState:
     registry: Registry = field(default=None)  # type: ignore[assignment]
     follower: ChangeFollower | None = None
     users: int = 0
+    # Distinguishes this server process from every other (and from its own earlier runs).
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
-    def actor(self, ctx: Context | None) -> str:
-        """Who is calling: the X-MCP-Tasks-Agent header where trusted (loopback HTTP), else the server's agent."""
-        if self.trust_agent_header and ctx is not None:
-            try:
-                headers = ctx.headers or {}
-            except Exception:  # no HTTP request behind this call
-                headers = {}
-            name = headers.get(AGENT_HEADER)
-            if name:
-                return limits.agent(name)
-        return self.agent
+    def caller(self, ctx: Context) -> Caller:
+        """Who is calling, and which client: stored answers to repeated requests are scoped to it.
+
+        stdio (and in-process clients): this server process serves one client. HTTP: a 2025-11-25
+        client's MCP session, or for a sessionless 2026-07-28 client its TCP connection. The agent
+        name is the X-MCP-Tasks-Agent header where trusted (loopback HTTP); an HTTP client without
+        one gets the server's name with a suffix of its own, so two such clients are two agents.
+        """
+        request = ctx.request_context.request
+        if request is None:
+            return Caller(self.agent, f"process:{self.nonce}")
+        headers = request.headers
+        session = headers.get("mcp-session-id")
+        if session:
+            client = f"session:{self.nonce}:{session}"
+        else:
+            peer = request.client
+            client = f"connection:{self.nonce}:{peer.host if peer else '-'}:{peer.port if peer else '-'}"
+        name = headers.get(AGENT_HEADER) if self.trust_agent_header else None
+        if name:
+            return Caller(limits.agent(name, "X-MCP-Tasks-Agent header"), client)
+        return Caller(f"{self.agent}-{hashlib.sha256(client.encode()).hexdigest()[:6]}", client)
 
 
 def create_server(

@@ -1,21 +1,47 @@
-"""Streamable HTTP: MCP at /mcp and a health check at /healthz, loopback only until token auth."""
+"""Streamable HTTP: MCP at /mcp and a health check at /healthz, loopback only until token auth.
+
+Limits (keyword arguments of `build_http_app` and `serve_http`; README "HTTP limits"): open
+connections, how long a connection may take to deliver a request, open MCP sessions and how long
+an idle one is kept, request body size. Excess is refused with 503 and Retry-After.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..health import one_line
 from .app import state_of
+from .connections import (RESERVED_FILES, ConnectionPool, RequestProgress, loop_error_handler, quiet_logs,
+                          raise_open_file_limit)
+
+log = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+MAX_CONNECTIONS = 1000  # open connections; more wait for an idle one to be evicted, else get 503
+IDLE_TIMEOUT = 10.0  # seconds a connection may take to deliver a complete request
+MAX_SESSIONS = 1000  # open MCP sessions (2025-11-25 clients); more get 503
+SESSION_IDLE_TIMEOUT = 1800.0  # seconds an MCP session may stay without any request or open stream
+MAX_BODY_BYTES = 4 * 1024 * 1024  # one request body
+RETRY_AFTER = 5  # seconds, in every 503
+# Loggers that write a line (or a traceback) per refused or broken connection: throttled to one
+# line per cause and minute while serving.
+CHATTY_LOGGERS = ("uvicorn.error", "mcp.server.streamable_http_manager", "mcp.server.streamable_http",
+                  "mcp.server.transport_security", "sse_starlette.sse")
 
 
 def normalize_host(host: str) -> str:
@@ -59,9 +85,55 @@ def loopback_security(host: str) -> TransportSecuritySettings:
     )
 
 
-def build_http_app(mcp: MCPServer, host: str = "127.0.0.1") -> Starlette:
+class LoopbackOnly:
+    """ASGI middleware: the Host/Origin rule of /mcp for every other route (421 for a foreign Host,
+    403 for a foreign Origin), with the SDK's own check; /mcp checks for itself."""
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
+        self.app = app
+        self.check = TransportSecurityMiddleware(security)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") != MCP_PATH:
+            refusal = await self.check.validate_request(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RetryAfter:
+    """ASGI middleware: every 503 says when to try again (the SDK's "Too many open sessions" does not)."""
+
+    def __init__(self, app: ASGIApp, seconds: int = RETRY_AFTER) -> None:
+        self.app = app
+        self.header = (b"retry-after", str(seconds).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"retry-after" for name, _ in headers):
+                    message = {**message, "headers": [*headers, self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_retry_after if scope["type"] == "http" else send)
+
+
+def build_http_app(
+    mcp: MCPServer,
+    host: str = "127.0.0.1",
+    *,
+    max_sessions: int = MAX_SESSIONS,
+    session_idle_timeout: float = SESSION_IDLE_TIMEOUT,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Starlette:
     """The ASGI app: /mcp (Streamable HTTP, both protocol eras) and /healthz."""
-    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=loopback_security(host))
+    security = loopback_security(host)
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH, transport_security=security, max_sessions=max_sessions,
+        session_idle_timeout=session_idle_timeout, max_request_body_size=max_body_bytes,
+    )
     app_state = state_of(mcp)
 
     async def healthz(request: Request) -> JSONResponse:
@@ -81,12 +153,44 @@ def build_http_app(mcp: MCPServer, host: str = "127.0.0.1") -> Starlette:
         async with mcp.session_manager.run():  # also enters the MCP lifespan (opens the registry)
             yield
 
-    return Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], lifespan=lifespan)
+    middleware = [Middleware(RequestProgress, max_body_bytes=max_body_bytes), Middleware(RetryAfter),
+                  Middleware(LoopbackOnly, security=security)]
+    return Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], middleware=middleware,
+                     lifespan=lifespan)
 
 
-def serve_http(mcp: MCPServer, host: str, port: int) -> None:
-    """Run the HTTP server until interrupted."""
+def serve_http(
+    mcp: MCPServer,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
+    max_sessions: int = MAX_SESSIONS,
+    session_idle_timeout: float = SESSION_IDLE_TIMEOUT,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> None:
+    """Run the HTTP server until interrupted, within the given limits (see the module docstring)."""
     import uvicorn
 
     bound = require_loopback(host)
-    uvicorn.run(build_http_app(mcp, bound), host=bound, port=port, log_level="warning")
+    app = build_http_app(mcp, bound, max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
+                         max_body_bytes=max_body_bytes)
+    files = raise_open_file_limit()
+    if files is not None and max_connections > files - RESERVED_FILES:
+        max_connections = max(1, files - RESERVED_FILES)
+        log.warning("only %d open files are allowed: serving at most %d connections at once", files, max_connections)
+    pool = ConnectionPool(max_connections, idle_timeout, RETRY_AFTER)
+    config = uvicorn.Config(app, host=bound, port=port, log_level="warning", http=pool.protocol(),
+                            timeout_keep_alive=max(1, math.ceil(idle_timeout)))
+    server = uvicorn.Server(config)
+    quiet_logs(CHATTY_LOGGERS)
+
+    async def serve() -> None:
+        asyncio.get_running_loop().set_exception_handler(loop_error_handler())
+        await server.serve()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass

@@ -8,15 +8,18 @@ polling for other processes' writes) and turns new events into resource-updated 
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import anyio
+from mcp import MCPError
 from mcp.server import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
 from mcp.server.mcpserver import MCPServer
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
-from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
+from .. import limits
 from ..health import run_forever
 from ..models import Event
 from ..registry import Registry
@@ -38,27 +41,65 @@ def uris_for(events: Iterable[Event]) -> list[str]:
     return list(uris)
 
 
+def _uri_problem(uri: object) -> str | None:
+    if isinstance(uri, str) and len(uri) > limits.MAX_URI:
+        return f"uri is {len(uri)} characters; at most {limits.MAX_URI} allowed (MAX_URI)"
+    return None
+
+
+async def bound_listen(ctx: ServerRequestContext, call_next: CallNext) -> HandlerResult:
+    """Server middleware: a subscriptions/listen stream names at most MAX_SUBSCRIPTIONS URIs of
+    MAX_URI characters (the SDK holds whatever it is given for the life of the stream)."""
+    if ctx.method == "subscriptions/listen" and isinstance(ctx.params, Mapping):
+        notifications = ctx.params.get("notifications")
+        uris = notifications.get("resourceSubscriptions") if isinstance(notifications, Mapping) else None
+        if isinstance(uris, list):
+            if len(uris) > limits.MAX_SUBSCRIPTIONS:
+                raise MCPError(INVALID_PARAMS, f"resourceSubscriptions names {len(uris)} URIs; at most "
+                               f"{limits.MAX_SUBSCRIPTIONS} allowed per stream (MAX_SUBSCRIPTIONS)")
+            problem = next(filter(None, map(_uri_problem, uris)), None)
+            if problem:
+                raise MCPError(INVALID_PARAMS, f"resourceSubscriptions: {problem}")
+    return await call_next(ctx)
+
+
 class LegacySubscriptions:
-    """resources/subscribe and unsubscribe for 2025-era clients (MCPServer does not serve them)."""
+    """resources/subscribe and unsubscribe for 2025-era clients (MCPServer does not serve them).
+
+    A session holds at most MAX_SUBSCRIPTIONS URIs of at most MAX_URI characters (seen: 40
+    subscriptions with 1 MiB URIs held 82 MiB for the life of the session); more is refused with
+    a JSON-RPC error naming the limit. Also bounds subscriptions/listen streams (`bound_listen`).
+    """
 
     def __init__(self, server: MCPServer) -> None:
         self._by_uri: dict[str, dict[int, ServerSession]] = {}
+        self._by_session: dict[int, set[str]] = {}
         low = server._lowlevel_server  # the SDK's documented workaround for legacy subscriptions
         low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
+        server.middleware.append(bound_listen)
 
     @staticmethod
     def _key(session: ServerSession) -> int:
         return id(getattr(session, "_connection", None) or session.client_params)
 
     async def _subscribe(self, ctx: ServerRequestContext, params: SubscribeRequestParams) -> EmptyResult:
+        problem = _uri_problem(params.uri)
+        if problem:
+            raise MCPError(INVALID_PARAMS, f"resources/subscribe refused: {problem}")
         key = self._key(ctx.session)
-        subs = self._by_uri.setdefault(params.uri, {})
-        if key not in subs:
-            subs[key] = ctx.session
+        mine = self._by_session.get(key)
+        if mine is None:
+            mine = self._by_session[key] = set()
             connection = getattr(ctx.session, "_connection", None)
-            if connection is not None:  # forget the subscription when the connection closes
-                connection.exit_stack.callback(self._forget, params.uri, key)
+            if connection is not None:  # forget the session's subscriptions when its connection closes
+                connection.exit_stack.callback(self._forget_session, key)
+        if params.uri not in mine and len(mine) >= limits.MAX_SUBSCRIPTIONS:
+            raise MCPError(INVALID_REQUEST, f"resources/subscribe refused: this session already has "
+                           f"{limits.MAX_SUBSCRIPTIONS} subscriptions, the most allowed (MAX_SUBSCRIPTIONS); "
+                           "unsubscribe from one first")
+        mine.add(params.uri)
+        self._by_uri.setdefault(params.uri, {})[key] = ctx.session
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext, params: UnsubscribeRequestParams) -> EmptyResult:
@@ -66,11 +107,16 @@ class LegacySubscriptions:
         return EmptyResult()
 
     def _forget(self, uri: str, key: int) -> None:
+        self._by_session.get(key, set()).discard(uri)
         subs = self._by_uri.get(uri)
         if subs is not None:
             subs.pop(key, None)
             if not subs:
                 del self._by_uri[uri]
+
+    def _forget_session(self, key: int) -> None:
+        for uri in self._by_session.pop(key, set()):
+            self._forget(uri, key)
 
     def count(self) -> int:
         """Open subscriptions (for tests and diagnostics)."""

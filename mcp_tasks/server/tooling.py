@@ -3,9 +3,9 @@
 `refusal` and `resource_failure` are the one mapping of registry refusals (TaskError) to MCP:
 a tool answers with an is_error result whose text is the message and whose structured content
 is `{"error": {code, message, task_id, state, allowed, ...}}`; a resource read fails with a
-JSON-RPC error. `AgentTool` applies it to every tool call, refuses unknown arguments and turns
-pydantic's validation report into one line per argument; `thin` turns results into compact
-structured content; `TextKeepingMetadata` keeps text arguments as text.
+JSON-RPC error. `thin` turns a tool's result into compact structured content and a refusal into
+`refusal`; `AgentTool` refuses unknown arguments and turns pydantic's validation report into one
+line per argument, answered the same way; `TextKeepingMetadata` keeps text arguments as text.
 """
 
 import functools
@@ -46,11 +46,15 @@ def resource_failure(exc: TaskError) -> ResourceError:
 
 
 def thin(fn: Callable[..., Awaitable[BaseModel]]) -> Callable[..., Awaitable[CallToolResult]]:
-    """Turn a tool's result model into compact structured content (AgentTool answers refusals)."""
+    """Turn a tool's result model into compact structured content, and a registry refusal into
+    `refusal` (a tool may return its own CallToolResult: public SDK API)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
-        return result(await fn(*args, **kwargs))
+        try:
+            return result(await fn(*args, **kwargs))
+        except TaskError as exc:
+            return refusal(exc, fn.__name__)
 
     return wrapper
 
@@ -144,7 +148,7 @@ class AgentTool(Tool):
     """
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
-        """Check the argument names, run the tool as the SDK does, and answer refusals as `refusal`."""
+        """Check the argument names, run the tool as the SDK does, and answer argument errors as `refusal`."""
         known = self.parameters.get("properties", {})
         unknown = [k for k in arguments if k not in known]
         if unknown:
@@ -156,13 +160,16 @@ class AgentTool(Tool):
             cause = exc.__cause__
             if isinstance(cause, ValidationError):  # the arguments did not fit the schema
                 return refusal(InvalidInput(argument_problems(cause, self.parameters)), self.name)
-            if isinstance(cause, TaskError):  # the registry refused: the SDK wrapped it as a crash
-                return refusal(cause, self.name)
             raise
 
 
 def make_tool(fn: Callable[..., Any], annotations: Any) -> Tool:
-    """A registered tool with compact schemas and agent-readable argument errors."""
+    """A registered tool with compact schemas and agent-readable argument errors.
+
+    No public option of the SDK (2.3) does any of this: `Tool.from_function` takes no argument
+    parser or error formatter, and `FuncMetadata.pre_parse_json` cannot be turned off. Each
+    override is checked through a real client by tests/test_sdk_overrides.py.
+    """
     tool = AgentTool.from_function(fn, annotations=annotations)
     tool.fn_metadata = TextKeepingMetadata(**dict(tool.fn_metadata))
     tool.parameters = compact(tool.parameters)

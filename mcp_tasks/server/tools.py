@@ -7,7 +7,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import limits
+from .. import limits, reports
 from ..states import State
 from . import views as V
 from .tooling import make_tool, thin
@@ -59,7 +59,7 @@ DESTROY = ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_worl
 
 
 def build_tools(app: Any) -> list[Tool]:
-    """The 17 tools over `app.registry`; `app.actor(ctx)` names the caller."""
+    """The 17 tools over `app.registry`; `app.caller(ctx)` names the caller and its client."""
 
     @thin
     async def list_available(
@@ -81,16 +81,16 @@ def build_tools(app: Any) -> list[Tool]:
         """Claim a task atomically; returns it (with checkpoint) and a lease to pass to every later call on it."""
         reg = app.registry
         got = await reg.claim(task_id, capabilities=capabilities, tags=tags, lease_seconds=lease_seconds,
-                              actor=app.actor(ctx), request_id=request_id)
+                              actor=app.caller(ctx), request_id=request_id)
         if got is None:
-            counts, backoff_end = await reg.outlook()
-            return V.nothing_to_claim(counts, backoff_end, reg.clock())
+            outlook = await reports.claim_outlook(reg)
+            return V.nothing_to_claim(outlook, reg.clock(), filtered=bool(capabilities or tags))
         return V.ClaimResult(task=V.detail(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
 
     @thin
     async def start(ctx: Context, task_id: TaskId, lease: Lease, request_id: RequestId = None) -> V.TaskStatus:
         """Begin work on a claimed task; renews the lease."""
-        return V.status(await app.registry.start(task_id, lease, actor=app.actor(ctx), request_id=request_id))
+        return V.status(await app.registry.start(task_id, lease, actor=app.caller(ctx), request_id=request_id))
 
     @thin
     async def checkpoint(
@@ -103,7 +103,7 @@ def build_tools(app: Any) -> list[Tool]:
         request_id: RequestId = None,
     ) -> V.TaskStatus:
         """Save resumable state and renew the lease; call every few minutes."""
-        t = await app.registry.checkpoint(task_id, lease, data, note, progress, actor=app.actor(ctx), request_id=request_id)
+        t = await app.registry.checkpoint(task_id, lease, data, note, progress, actor=app.caller(ctx), request_id=request_id)
         return V.status(t)
 
     @thin
@@ -118,7 +118,7 @@ def build_tools(app: Any) -> list[Tool]:
     ) -> V.TaskStatus:
         """Finish: DONE, or REVIEW if required."""
         t = await app.registry.complete(task_id, lease, result, artifacts, usage and usage.model_dump(),
-                                        actor=app.actor(ctx), request_id=request_id)
+                                        actor=app.caller(ctx), request_id=request_id)
         return V.status(t)
 
     @thin
@@ -126,25 +126,25 @@ def build_tools(app: Any) -> list[Tool]:
         ctx: Context, task_id: TaskId, lease: Lease, error: Text, retryable: bool = True, request_id: RequestId = None
     ) -> V.TaskStatus:
         """Report failure; retryable ones are retried later."""
-        t = await app.registry.fail(task_id, lease, error, retryable, actor=app.actor(ctx), request_id=request_id)
+        t = await app.registry.fail(task_id, lease, error, retryable, actor=app.caller(ctx), request_id=request_id)
         return V.status(t)
 
     @thin
     async def pause(ctx: Context, task_id: TaskId, lease: Lease, reason: Text, request_id: RequestId = None) -> V.TaskStatus:
         """Pause an ACTIVE task; its lease stops running."""
-        return V.status(await app.registry.pause(task_id, lease, reason, actor=app.actor(ctx), request_id=request_id))
+        return V.status(await app.registry.pause(task_id, lease, reason, actor=app.caller(ctx), request_id=request_id))
 
     @thin
     async def resume(ctx: Context, task_id: TaskId, lease: Lease, request_id: RequestId = None) -> V.TaskStatus:
         """Resume a PAUSED task."""
-        return V.status(await app.registry.resume(task_id, lease, actor=app.actor(ctx), request_id=request_id))
+        return V.status(await app.registry.resume(task_id, lease, actor=app.caller(ctx), request_id=request_id))
 
     @thin
     async def release(
         ctx: Context, task_id: TaskId, lease: Lease, reason: Text | None = None, request_id: RequestId = None
     ) -> V.TaskStatus:
         """Give back a claimed, unstarted task."""
-        return V.status(await app.registry.release(task_id, lease, reason, actor=app.actor(ctx), request_id=request_id))
+        return V.status(await app.registry.release(task_id, lease, reason, actor=app.caller(ctx), request_id=request_id))
 
     @thin
     async def create_tasks(
@@ -155,7 +155,7 @@ def build_tools(app: Any) -> list[Tool]:
     ) -> V.CreatedResult:
         """Create tasks (all or none); depends_on may use batch keys."""
         created = await app.registry.create_tasks([t.model_dump() for t in tasks], ready=ready,
-                                                  actor=app.actor(ctx), request_id=request_id)
+                                                  actor=app.caller(ctx), request_id=request_id)
         return V.CreatedResult(ids=created.ids, by_key=created.by_key or None)
 
     @thin
@@ -177,7 +177,7 @@ def build_tools(app: Any) -> list[Tool]:
         """Edit fields; rewire dependencies before work starts."""
         t = await app.registry.update(
             task_id, expected_version=expected_version, add_depends_on=add_depends_on,
-            remove_depends_on=remove_depends_on, actor=app.actor(ctx), request_id=request_id, title=title,
+            remove_depends_on=remove_depends_on, actor=app.caller(ctx), request_id=request_id, title=title,
             description=description, type=type, priority=priority, tags=tags, requires_review=requires_review,
             max_retries=max_retries,
         )
@@ -188,7 +188,7 @@ def build_tools(app: Any) -> list[Tool]:
         ctx: Context, task_id: TaskId, reason: Text, expected_version: Version = None, request_id: RequestId = None
     ) -> V.TaskStatus:
         """Cancel work that is not running."""
-        t = await app.registry.cancel(task_id, reason, expected_version=expected_version, actor=app.actor(ctx),
+        t = await app.registry.cancel(task_id, reason, expected_version=expected_version, actor=app.caller(ctx),
                                       request_id=request_id)
         return V.status(t)
 
@@ -199,20 +199,20 @@ def build_tools(app: Any) -> list[Tool]:
         request_id: RequestId = None,
     ) -> V.Scheduled:
         """Move BACKLOG tasks to PENDING."""
-        moved = await app.registry.schedule(task_ids, actor=app.actor(ctx), request_id=request_id)
+        moved = await app.registry.schedule(task_ids, actor=app.caller(ctx), request_id=request_id)
         return V.Scheduled(tasks=[V.status(t) for t in moved])
 
     @thin
     async def retry(ctx: Context, task_id: TaskId, request_id: RequestId = None) -> V.TaskStatus:
         """Requeue a dead-lettered (FAILED) task now."""
-        return V.status(await app.registry.retry(task_id, actor=app.actor(ctx), request_id=request_id))
+        return V.status(await app.registry.retry(task_id, actor=app.caller(ctx), request_id=request_id))
 
     @thin
     async def review(
         ctx: Context, task_id: TaskId, approve: bool, comment: Text | None = None, request_id: RequestId = None
     ) -> V.TaskStatus:
         """Approve (DONE) or send back (ACTIVE) someone else's task in REVIEW."""
-        t = await app.registry.review(task_id, approve, comment, actor=app.actor(ctx), request_id=request_id)
+        t = await app.registry.review(task_id, approve, comment, actor=app.caller(ctx), request_id=request_id)
         return V.status(t)
 
     @thin

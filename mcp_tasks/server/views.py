@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..models import Event, Readiness, Task, TaskSummary
+from ..reports import ClaimOutlook
 from ..states import State, allowed_actions
 from ..display import iso
 
@@ -118,6 +119,7 @@ class EventView(BaseModel):
     from_state: str | None = None
     to_state: str | None = None
     data: dict[str, Any] | None = None
+    error: str | None = Field(None, description="Set when the stored event cannot be read")
 
 
 class TaskWithEvents(BaseModel):
@@ -143,25 +145,40 @@ class Scheduled(BaseModel):
 # ---------------------------------------------------------------- converters
 
 
-def nothing_to_claim(counts: dict[State, int], backoff_end: float | None, now: float) -> ClaimResult:
-    """Why a claim found nothing, and when trying again may help."""
+def nothing_to_claim(o: ClaimOutlook, now: float, filtered: bool) -> ClaimResult:
+    """Why a claim found nothing, each reason true of the queue as it is, and when to try again."""
     parts = []
-    wait = None if backoff_end is None else round(max(0.0, backoff_end - now), 3)
-    if wait is not None:
-        parts.append(f"a retried task becomes ready in {wait:.1f}s")
-    held = counts[State.ASSIGNED] + counts[State.ACTIVE] + counts[State.PAUSED]
+    wait = None if o.next_backoff_end is None else round(max(0.0, o.next_backoff_end - now), 3)
+    ready = sum(o.ready_elsewhere.values())
+    if ready and filtered:
+        types = ", ".join(f"{t} {n}" for t, n in list(o.ready_elsewhere.items())[:5])
+        verb = "needs" if ready == 1 else "need"
+        parts.append(f"{ready} ready {_tasks(ready)} {verb} other capabilities or tags (by type: {types})")
+    elif ready:  # made ready by someone else after this claim looked
+        parts.append(f"{ready} {_tasks(ready)} became ready just now; claim again")
+        wait = 0.0
+    if o.backoff:
+        first = f"a retried task becomes ready in {wait:.1f}s" if wait is not None else "a retried task waits"
+        parts.append(first + (f" ({o.backoff} waiting out a retry backoff)" if o.backoff > 1 else ""))
+    if o.waiting:
+        parts.append(f"{o.waiting} waiting for dependencies still in progress")
+    held = sum(o.counts[s] for s in (State.ASSIGNED, State.ACTIVE, State.PAUSED))
     if held:
-        parts.append(f"{held} in progress (their dependents wait for them)")
-    if counts[State.REVIEW]:
-        parts.append(f"{counts[State.REVIEW]} in REVIEW waiting for a reviewer")
-    if counts[State.BACKLOG]:
-        parts.append(f"{counts[State.BACKLOG]} in BACKLOG until scheduled")
-    if counts[State.PENDING] and not parts:
-        parts.append(f"{counts[State.PENDING]} PENDING, blocked by failed or cancelled work")
+        parts.append(f"{held} in progress")
+    if o.counts[State.REVIEW]:
+        parts.append(f"{o.counts[State.REVIEW]} in REVIEW waiting for a reviewer")
+    if o.blocked:
+        parts.append(f"{o.blocked} blocked by failed or cancelled work (a planner must retry, cancel or rewire it)")
+    if o.counts[State.BACKLOG]:
+        parts.append(f"{o.counts[State.BACKLOG]} in BACKLOG until scheduled")
     if not parts:
         parts.append("no open work at all")
-    filtered = "No ready task matches your filters" if counts[State.PENDING] else "No ready task"
-    return ClaimResult(message=f"{filtered}: " + "; ".join(parts) + ".", retry_after_s=wait)
+    lead = "No ready task matches your filters" if filtered else "No ready task"
+    return ClaimResult(message=f"{lead}: " + "; ".join(parts) + ".", retry_after_s=wait)
+
+
+def _tasks(n: int) -> str:
+    return "task" if n == 1 else "tasks"
 
 
 def brief(s: TaskSummary) -> TaskBrief:
@@ -223,7 +240,7 @@ def event(e: Event) -> EventView:
         data["set"] = fields
     return EventView(
         seq=e.seq, at=iso(e.at) or "", task_id=e.task_id, type=e.type, actor=e.actor,
-        from_state=e.from_state, to_state=e.to_state, data=data or None,
+        from_state=e.from_state, to_state=e.to_state, data=data or None, error=e.error,
     )
 
 

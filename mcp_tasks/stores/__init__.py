@@ -1,17 +1,39 @@
-"""Stores: where tasks and events live. `open_store` picks one from a location string."""
+"""Stores: where tasks and events live. `make_store` picks one from a location string."""
 
 from __future__ import annotations
 
+import re
+
+from ..errors import StoreUnavailable
 from .base import IdCollision, ReadTx, Store, WriteTx
 from .sqlite import SqliteStore
 
 __all__ = ["IdCollision", "ReadTx", "Store", "WriteTx", "SqliteStore", "make_store"]
 
 
-def make_store(location: str, *, synchronous: str = "FULL") -> Store:
-    """A store for `location`: a SQLite file path (or sqlite:///path)."""
-    if location.startswith(("postgres://", "postgresql://")):
-        raise ValueError("PostgreSQL is not supported yet; give a SQLite file path")
-    if location.startswith("sqlite:///"):
-        location = location[len("sqlite:///"):] or ":memory:"
-    return SqliteStore(location, synchronous=synchronous)
+def make_store(location: str, *, synchronous: str = "FULL", create: bool = True, must_write: bool = False) -> Store:
+    """A store for `location`: a SQLite file path, or sqlite:///PATH (sqlite:///PATH?mode=ro opens it
+    read-only). Nothing is opened until `open()`.
+
+    create: make the database when there is none (else opening refuses with StoreUnavailable);
+    must_write: refuse a database that can only be read (StoreReadOnly) instead of opening it
+    read-only. Raises StoreUnavailable for a kind of database this version cannot use.
+    """
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", location)
+    read_only = False
+    if scheme and scheme.group(1).lower() == "sqlite" and location[len(scheme.group(0)):].startswith("/"):
+        location, _, options = location[len("sqlite:///"):].partition("?")
+        if options not in ("", "mode=ro") or (options and not location):
+            raise StoreUnavailable(f"unknown option {options!r} in a sqlite:/// location; the only one is ?mode=ro "
+                                   "after a file path")
+        location, read_only = location or ":memory:", options == "mode=ro"
+    elif scheme and scheme.group(1).lower() in ("postgres", "postgresql"):
+        raise StoreUnavailable(  # the location is not repeated: it may hold a password
+            "PostgreSQL databases are not supported yet (the PostgreSQL store is planned): "
+            "use a SQLite file, named with --db PATH or MCP_TASKS_DB=PATH"
+        )
+    elif scheme:
+        raise StoreUnavailable(
+            f"{scheme.group(1)}:// databases are not supported: use a SQLite file, named with --db PATH or MCP_TASKS_DB=PATH"
+        )
+    return SqliteStore(location, synchronous=synchronous, create=create, must_write=must_write, read_only=read_only)

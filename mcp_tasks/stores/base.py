@@ -11,8 +11,9 @@ A new dialect implements `Store`, `ReadTx` and `WriteTx` with named queries in
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, NamedTuple, Protocol, TypeVar
 
+from ..errors import CorruptRow
 from ..models import Event, Task, TaskSummary
 from ..states import State
 
@@ -21,6 +22,45 @@ T = TypeVar("T")
 # Cursor keys, decoded by the registry and handed to the store.
 ReadyKey = tuple[int, float, int]  # priority, created_at, num
 FindKey = tuple[float, int]  # created_at, num
+
+
+class TaskHistory(NamedTuple):
+    """A task row with its events, as verify reads them. `task` is the CorruptRow raised reading
+    the row when it cannot be read; `num` is the row's place in insertion order."""
+
+    num: int
+    task_id: str
+    task: Task | CorruptRow
+    events: list[Event]
+
+
+class SeqRun(NamedTuple):
+    """Event sequence numbers `first`..`last` that are wrong: `missing` (no event has them),
+    `repeated` (`size` events share the number) or `unexpected` (below 1). `size` of a missing
+    run: how many numbers it spans."""
+
+    first: int
+    last: int
+    problem: str
+    size: int
+
+
+class OrphanEvents(NamedTuple):
+    """The events of a task id that has no row: how many, and the first and last seq."""
+
+    task_id: str
+    events: int
+    first_seq: int
+    last_seq: int
+
+
+class OrphanEdge(NamedTuple):
+    """A dependency edge `task_id` -> `depends_on` where one or both ends have no task row."""
+
+    task_id: str
+    depends_on: str
+    task_has_row: bool
+    dependency_has_row: bool
 
 
 class ReadTx(Protocol):
@@ -46,7 +86,10 @@ class ReadTx(Protocol):
         text: str | None,
         after: FindKey | None,
         limit: int,
-    ) -> list[tuple[Task, FindKey]]: ...
+        types: list[str] | None = None,
+    ) -> list[tuple[Task, FindKey]]:
+        """Tasks matching every given filter (`types`: any of them), newest first, after the cursor key."""
+        ...
 
     def events_of_task(self, task_id: str, after: int, limit: int) -> list[Event]: ...
 
@@ -55,8 +98,6 @@ class ReadTx(Protocol):
     def events_since(self, after: int, limit: int) -> list[Event]: ...
 
     def last_seq(self) -> int: ...
-
-    def tasks_with_events(self, after_id: str, limit: int) -> list[tuple[Task, list[Event]]]: ...
 
     def count_by_state(self) -> dict[State, int]: ...
 
@@ -76,6 +117,19 @@ class ReadTx(Protocol):
         """When the first task now waiting out a retry backoff becomes claimable."""
         ...
 
+    def count_ready(self, now: float) -> int:
+        """How many tasks are ready (claimable) at `now`."""
+        ...
+
+    def ready_types(self, now: float, limit: int) -> dict[str, int]:
+        """Ready tasks by type, counting at most `limit` tasks in all."""
+        ...
+
+    def pending_outlook(self, now: float) -> tuple[int, int, int]:
+        """PENDING tasks that are not ready: (in a retry backoff, waiting for dependencies in
+        progress, blocked by a CANCELLED or dead-lettered dependency)."""
+        ...
+
     def done_rows(self) -> list[dict[str, Any]]:
         """assignee, type, wait/work/cycle_time, retry_count, usage_* of every DONE task."""
         ...
@@ -88,13 +142,50 @@ class ReadTx(Protocol):
         """(event type, actor, holder, count) for 'failed', 'lease_expired' and 'retried' events."""
         ...
 
+    # ---- verification: finding what the event log cannot explain. Each returns a bounded page
+    # (or a summary) so that verify's memory does not grow with the log.
+
+    def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
+        """Up to `limit` task rows after position `after` (`TaskHistory.num`), in insertion order,
+        each with all its events in seq order. A row that cannot be read is returned as the
+        CorruptRow it raised, never raised: one damaged row must not stop verify."""
+        ...
+
+    def event_seq_problems(self, limit: int) -> list[SeqRun]:
+        """Holes and repeats in the event sequence, which must run 1, 2, 3 ... up to the highest
+        number the store has ever handed out (events are append-only, so a hole means deleted
+        events: in the middle, at the start, or at the end, which only the high-water mark of the
+        store's sequence reveals). The first `limit` runs in seq order; cheap when there are none."""
+        ...
+
+    def event_tasks_without_row(self, after: str, limit: int) -> list[OrphanEvents]:
+        """Task ids after `after` (in id order) that have events but no task row, up to `limit`."""
+        ...
+
+    def deps_without_rows(self, after: tuple[str, str], limit: int) -> list[OrphanEdge]:
+        """Dependency edges after (task_id, depends_on) `after`, in that order, whose task or
+        dependency has no row, up to `limit`. (Edges of existing tasks that no event explains show
+        up when verify compares the task's depends_on with its replay.)"""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """Changes, available inside `Store.write` only."""
 
     def next_ready(self, now: float, caps: list[str] | None, tags: list[str] | None) -> Task | None: ...
 
-    def expired_leases(self, now: float, limit: int) -> list[Task]: ...
+    def expired_leases(self, now: float, limit: int) -> list[Task]:
+        """ASSIGNED or ACTIVE tasks whose lease expired at or before `now`, earliest first."""
+        ...
+
+    def leases_from_the_future(self, now: float, shortest: float, default_length: float, limit: int) -> list[Task]:
+        """ASSIGNED or ACTIVE tasks whose lease expires later than `now` plus its own length
+        (`default_length` when unknown; `shortest` bounds the index scan): the clock stepped back since."""
+        ...
+
+    def backoffs_from_the_future(self, now: float, cap: float, limit: int) -> list[Task]:
+        """PENDING tasks whose retry backoff ends later than `now + cap` (the clock stepped back)."""
+        ...
 
     def insert_task(self, task: Task) -> None:
         """Insert a new task row (edges go in with add_dep); raises IdCollision if the id exists."""
@@ -121,11 +212,15 @@ class WriteTx(ReadTx, Protocol):
         data: dict[str, Any],
     ) -> int: ...
 
-    def get_request(self, actor: str, request_id: str) -> tuple[str, str, str] | None:
-        """(op, args_hash, response JSON) of an earlier request, or None."""
+    def get_request(self, client: str, request_id: str) -> tuple[str, str, str] | None:
+        """(op, args_hash, response JSON) of `client`'s earlier request `request_id`, or None."""
         ...
 
-    def put_request(self, actor: str, request_id: str, op: str, args_hash: str, response: str, at: float) -> None: ...
+    def put_request(
+        self, client: str, request_id: str, actor: str, op: str, args_hash: str, response: str, at: float
+    ) -> None:
+        """Remember the answer to `client`'s request (replacing an earlier one under the same id)."""
+        ...
 
     def prune_requests(self, before: float) -> int: ...
 
@@ -139,6 +234,10 @@ class Store(Protocol):
 
     dialect: str
     location: str
+    read_only: bool
+    """True when `open()` found that the database can only be read (file permissions, a read-only
+    directory or mount, or a read-only open was asked for). Reads work as usual; every `write`
+    raises StoreReadOnly and changes nothing. Background writers (the lease reaper) stay idle."""
 
     async def open(self) -> None: ...
 

@@ -10,11 +10,13 @@ log can record it and move past it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ..errors import CorruptRow
 from ..models import Event, Task, Usage
 from ..states import State
+from .base import SeqRun
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _STATES = {s.value: s for s in State}
@@ -43,6 +45,7 @@ TASK_COLUMNS: dict[str, tuple[str, bool]] = {
     "lease_hash": ("text", True), "lease_expires_at": ("num", True), "lease_seconds": ("num", True),
     "not_before": ("num", True), "unmet_deps": ("int", False), "usage_tokens": ("int", False),
     "usage_api_calls": ("int", False), "usage_cost": ("num", False), "updated_at": ("num", False),
+    "lease_end": ("text", True),
 }
 
 
@@ -105,7 +108,7 @@ def read_column(row: Row, key: str, task_id: Any = None, column: str | None = No
         raise CorruptRow(
             f"task {tid or '(unknown id)'} cannot be read: its column {col} {exc}. "
             "Run `mcp-tasks verify`, then repair or restore that row",
-            task_id=tid, column=col,
+            task_id=tid, column=col, reason=str(exc),
         ) from None
 
 
@@ -162,6 +165,7 @@ def task_params(task: Task) -> dict[str, Any]:
         "usage_api_calls": task.usage.api_calls,
         "usage_cost": task.usage.cost,
         "updated_at": task.updated_at,
+        "lease_end": task.lease_end,
     }
 
 
@@ -195,3 +199,26 @@ def event_from_row(row: Row) -> Event:
         data=data,
         error="; ".join(problems) or None,
     )
+
+
+def seq_runs(breaks: Iterable[tuple[Any, Any]], last: int, high: int, limit: int) -> list[SeqRun]:
+    """The wrong runs of the event sequence, from (previous seq, seq) for each event whose seq is
+    not one more than the one before it (previous 0 for the first event), in seq order; `last` is
+    the highest seq present and `high` the highest ever handed out. At most `limit` runs."""
+    runs: list[SeqRun] = []
+    for prev, seq in breaks:
+        if not isinstance(seq, int) or not isinstance(prev, int):
+            continue
+        if seq < 1:
+            runs.append(SeqRun(seq, seq, "unexpected", 1))
+        elif seq == prev:
+            if runs and runs[-1].problem == "repeated" and runs[-1].first == seq:
+                runs[-1] = runs[-1]._replace(size=runs[-1].size + 1)
+            else:
+                runs.append(SeqRun(seq, seq, "repeated", 2))
+        elif seq > max(prev, 0) + 1:
+            low = max(prev, 0) + 1
+            runs.append(SeqRun(low, seq - 1, "missing", seq - low))
+    if high > last:
+        runs.append(SeqRun(last + 1, high, "missing", high - last))
+    return runs[:limit]

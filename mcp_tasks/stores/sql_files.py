@@ -27,7 +27,10 @@ def queries(dialect: str, file: str = "queries.sql") -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2]):
         if name in out:
             raise ValueError(f"query {name!r} defined twice in {dialect}/{file}")
-        out[name] = body.strip().rstrip(";").strip()
+        lines = body.strip().splitlines()
+        while lines and lines[-1].lstrip().startswith("--"):  # a comment heading the next section
+            lines.pop()
+        out[name] = "\n".join(lines).strip().rstrip(";").strip()
     return out
 
 

@@ -28,9 +28,9 @@ from ..errors import (
 )
 from ..models import Event, Task, TaskSummary
 from ..states import State
-from . import sql_files
-from .base import FindKey, IdCollision, ReadyKey
-from .rows import dumps, event_from_row, read_column, task_from_row, task_params
+from . import sql_files, sqlite_file
+from .base import FindKey, IdCollision, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
+from .rows import dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
 from .worker import ThreadWorker
 
 log = logging.getLogger(__name__)
@@ -80,20 +80,6 @@ def _readable(rows: Iterable[sqlite3.Row], read: Callable[[sqlite3.Row], T]) -> 
             if key not in _reported and len(_reported) < 10_000:
                 _reported.add(key)
                 log.warning("skipping an unreadable row: %s", exc.problem)
-
-
-def split_statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements (triggers with inner `;` stay whole)."""
-    out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()):
-        raise ValueError(f"incomplete SQL statement at end of script: {buf.strip()[:80]!r}")
-    return out
 
 
 class SqliteTx:
@@ -158,6 +144,7 @@ class SqliteTx:
         text: str | None,
         after: FindKey | None,
         limit: int,
+        types: list[str] | None = None,
     ) -> list[tuple[Task, FindKey]]:
         c, n = after if after else (None, None)
         rows = self._all(
@@ -167,6 +154,7 @@ class SqliteTx:
                 "assignee": assignee,
                 "tag": tag,
                 "text": text,
+                "types": None if types is None else dumps(types),
                 "after_created": c,
                 "after_num": n,
                 "limit": limit,
@@ -187,19 +175,6 @@ class SqliteTx:
     def last_seq(self) -> int:
         row = self._one("last_seq")
         return int(row["seq"]) if row else 0
-
-    def tasks_with_events(self, after_id: str, limit: int) -> list[tuple[Task, list[Event]]]:
-        rows = self._all("tasks_page", {"after": after_id, "limit": limit})
-        if not rows:
-            return []
-        ids = dumps([r["id"] for r in rows])
-        deps: dict[str, list[str]] = {}
-        for r in self._all("depends_on_of_tasks", {"ids": ids}):
-            deps.setdefault(r["task_id"], []).append(r["depends_on"])
-        events: dict[str, list[Event]] = {}
-        for r in self._all("events_of_tasks", {"ids": ids}):
-            events.setdefault(r["task_id"], []).append(event_from_row(r))
-        return [(task_from_row(r, deps.get(r["id"], [])), events.get(r["id"], [])) for r in rows]
 
     def count_by_state(self) -> dict[State, int]:
         return {read_column(r, "state"): r["n"] for r in self._all("count_by_state")}
@@ -228,6 +203,17 @@ class SqliteTx:
         row = self._one("next_backoff_end", {"now": now})
         return None if row is None else row["at"]
 
+    def count_ready(self, now: float) -> int:
+        row = self._one("count_ready", {"now": now})
+        return 0 if row is None else int(row["n"])
+
+    def ready_types(self, now: float, limit: int) -> dict[str, int]:
+        return {r["type"]: r["n"] for r in self._all("ready_types", {"now": now, "limit": limit})}
+
+    def pending_outlook(self, now: float) -> tuple[int, int, int]:
+        row = self._one("pending_outlook", {"now": now})
+        return (0, 0, 0) if row is None else (int(row["backoff"]), int(row["waiting"]), int(row["blocked"]))
+
     def done_rows(self) -> list[dict[str, Any]]:
         return list(_readable(self._all("done_rows"), _done_row))
 
@@ -249,6 +235,14 @@ class SqliteTx:
 
     def expired_leases(self, now: float, limit: int) -> list[Task]:
         return list(_readable(self._all("expired_leases", {"now": now, "limit": limit}), self._task))
+
+    def leases_from_the_future(self, now: float, shortest: float, default_length: float, limit: int) -> list[Task]:
+        params = {"now": now, "shortest": shortest, "default_length": default_length, "limit": limit}
+        return list(_readable(self._all("leases_from_the_future", params), self._task))
+
+    def backoffs_from_the_future(self, now: float, cap: float, limit: int) -> list[Task]:
+        params = {"now": now, "cap": cap, "limit": limit}
+        return list(_readable(self._all("backoffs_from_the_future", params), self._task))
 
     def insert_task(self, task: Task) -> None:
         try:
@@ -298,18 +292,64 @@ class SqliteTx:
         )
         return int(cur.lastrowid or 0)
 
-    def get_request(self, actor: str, request_id: str) -> tuple[str, str, str] | None:
-        row = self._one("get_request", {"actor": actor, "request_id": request_id})
+    def get_request(self, client: str, request_id: str) -> tuple[str, str, str] | None:
+        row = self._one("get_request", {"client": client, "request_id": request_id})
         return None if row is None else (row["op"], row["args_hash"], row["response"])
 
-    def put_request(self, actor: str, request_id: str, op: str, args_hash: str, response: str, at: float) -> None:
-        self.conn.execute(
-            self.q["put_request"],
-            {"actor": actor, "request_id": request_id, "op": op, "args_hash": args_hash, "response": response, "at": at},
-        )
+    def put_request(
+        self, client: str, request_id: str, actor: str, op: str, args_hash: str, response: str, at: float
+    ) -> None:
+        self.conn.execute(self.q["put_request"], {
+            "client": client, "request_id": request_id, "actor": actor, "op": op, "args_hash": args_hash,
+            "response": response, "at": at,
+        })
 
     def prune_requests(self, before: float) -> int:
         return self.conn.execute(self.q["prune_requests"], {"before": before}).rowcount
+
+    # ---- verification
+    def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
+        rows = self._all("tasks_page", {"after": after, "limit": limit})
+        if not rows:
+            return []
+        ids = dumps([r["id"] for r in rows if isinstance(r["id"], str)])
+        deps: dict[str, list[str]] = {}
+        for r in self._all("depends_on_of_tasks", {"ids": ids}):
+            deps.setdefault(r["task_id"], []).append(r["depends_on"])
+        events: dict[str, list[Event]] = {}
+        for r in self._all("events_of_tasks", {"ids": ids}):
+            events.setdefault(r["task_id"], []).append(event_from_row(r))
+        out = []
+        for r in rows:
+            tid = r["id"] if isinstance(r["id"], str) else repr(r["id"])
+            task: Task | CorruptRow
+            try:
+                task = task_from_row(r, deps.get(tid, []))
+            except CorruptRow as exc:
+                task = exc
+            out.append(TaskHistory(r["num"], tid, task, events.get(tid, [])))
+        return out
+
+    def event_seq_problems(self, limit: int) -> list[SeqRun]:
+        head = self._one("event_seq_summary")
+        count, first, last = (head["n"], head["first"], head["last"] or 0) if head else (0, None, 0)
+        breaks: list[sqlite3.Row] = []
+        if count != last or first not in (None, 1) or not (head and head["seq_is_key"]):
+            breaks = self._all("event_seq_breaks", {"limit": limit})
+        mark = self._one("event_seq_high_water")
+        high = mark["seq"] if mark is not None and isinstance(mark["seq"], int) else 0
+        return seq_runs(((r["prev"], r["seq"]) for r in breaks), last, high, limit)
+
+    def event_tasks_without_row(self, after: str, limit: int) -> list[OrphanEvents]:
+        rows = self._all("event_tasks_without_row", {"after": after, "limit": limit})
+        return [OrphanEvents(str(r["task_id"]), r["n"], r["first_seq"], r["last_seq"]) for r in rows]
+
+    def deps_without_rows(self, after: tuple[str, str], limit: int) -> list[OrphanEdge]:
+        rows = self._all("deps_without_rows", {"after_task": after[0], "after_dep": after[1], "limit": limit})
+        return [
+            OrphanEdge(str(r["task_id"]), str(r["depends_on"]), bool(r["task_has_row"]), bool(r["dependency_has_row"]))
+            for r in rows
+        ]
 
 
 class SqliteStore:
@@ -317,7 +357,22 @@ class SqliteStore:
 
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+        create: bool = True,
+        must_write: bool = False,
+        read_only: bool = False,
+    ) -> None:
+        """A store over the SQLite file `path`, opened by `open()`.
+
+        create: make the database when there is none (else opening refuses); must_write: refuse a
+        database that can only be read instead of opening it read-only; read_only: open it
+        read-only even when it could be written.
+        """
         sync = synchronous.upper()
         if sync not in SYNC_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNC_MODES)}, not {synchronous!r}")
@@ -325,20 +380,17 @@ class SqliteStore:
         self.location = self.path
         self.synchronous = sync
         self.busy_timeout = busy_timeout
+        self.create = create
+        self.must_write = must_write
+        self.read_only = read_only
+        self._read_only_reason = "it was opened read-only" if read_only else None
         self._writer: ThreadWorker | None = None
         self._reader: ThreadWorker | None = None
 
     # ---- lifecycle
-    def _connect(self) -> tuple[sqlite3.Connection, SqliteTx]:
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self.busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-            cached_statements=256,
-        )
+    def _connect(self, read_only: bool = False) -> tuple[sqlite3.Connection, SqliteTx]:
+        conn = sqlite_file.connect(self.path, read_only=read_only, timeout=self.busy_timeout)
         conn.row_factory = sqlite3.Row
-        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -361,13 +413,22 @@ class SqliteStore:
                 time.sleep(0.01)
 
     async def open(self) -> None:
-        """Open the connections and bring the schema up to date."""
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadWorker("mcp-tasks-sqlite-writer", self._connect, self._close)
+        """Open the connections and bring the schema up to date, writing nothing that is already
+        there. A database that can only be read is opened read-only and `read_only` set."""
         try:
+            if self.path != ":memory:":
+                self._read_only_reason = await asyncio.to_thread(
+                    sqlite_file.prepare, self.path, create=self.create, must_write=self.must_write,
+                    read_only_reason=self._read_only_reason,
+                )
+                self.read_only = self._read_only_reason is not None
+            if self.read_only:
+                self._reader = ThreadWorker("mcp-tasks-sqlite-reader", partial(self._connect, True), self._close)
+                self._reader.start()
+                return
+            self._writer = ThreadWorker("mcp-tasks-sqlite-writer", self._connect, self._close)
             self._writer.start()
-            await self._writer.run(lambda res: self._migrate(res[0]))
+            await self._writer.run(lambda res: sqlite_file.migrate(res[0], self.path, self._retry_busy))
             if self.path == ":memory:":
                 self._reader = self._writer  # a second connection would see another database
             else:
@@ -375,7 +436,8 @@ class SqliteStore:
                 self._reader.start()
         except sqlite3.Error as exc:
             await self.close()
-            raise store_error(exc, writing=False) from exc
+            err = store_error(exc, writing=False)
+            raise type(err)(f"{self.path}: {err.problem}") from exc
         except BaseException:
             await self.close()
             raise
@@ -392,29 +454,6 @@ class SqliteStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    # ---- migrations
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        q = sql_files.queries("sqlite")
-        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            conn.execute(q["create_migrations_table"])
-            applied = {r[0] for r in conn.execute(q["applied_migrations"])}
-            known = sql_files.migrations("sqlite")
-            newer = applied - {m.version for m in known}
-            if newer:
-                raise RuntimeError(
-                    f"{self.path} has schema version {max(newer)}, newer than this mcp-tasks knows "
-                    f"({len(known)}); upgrade mcp-tasks"
-                )
-            if not applied and conn.execute(q["has_tasks_table"]).fetchone() is None:
-                create_schema(conn)
-            else:
-                apply_migrations(conn, applied)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     # ---- transactions
     def _write_tx(self, fn: Callable[[SqliteTx], T], res: tuple[sqlite3.Connection, SqliteTx]) -> T:
@@ -447,6 +486,8 @@ class SqliteStore:
             raise store_error(exc, writing=False) from exc
 
     async def write(self, fn: Callable[[Any], T]) -> T:
+        if self.read_only:
+            raise sqlite_file.read_only_error(self.path, self._read_only_reason or "it was opened read-only")
         if self._writer is None:
             raise StoreUnavailable("the database is not open (the server is starting or stopping)")
         return await self._writer.run(partial(self._write_tx, fn))
@@ -466,50 +507,6 @@ class SqliteStore:
         read-only connection, which sees committed transactions only.
         """
         await asyncio.to_thread(_copy_database, Path(self.path), Path(dest))
-
-
-def create_schema(conn: sqlite3.Connection) -> None:
-    """A new database: the current schema in one go, every migration recorded as applied."""
-    q = sql_files.queries("sqlite")
-    for stmt in split_statements(sql_files.schema("sqlite")):
-        conn.execute(stmt)
-    now = time.time()
-    for m in sql_files.migrations("sqlite"):
-        conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": now})
-
-
-def apply_migrations(conn: sqlite3.Connection, applied: set[int], upto: int | None = None) -> list[int]:
-    """Apply the migrations not in `applied` (up to version `upto`), in order; returns those applied."""
-    q = sql_files.queries("sqlite")
-    conn.execute(q["create_migrations_table"])
-    done = []
-    for m in sql_files.migrations("sqlite"):
-        if m.version in applied or (upto is not None and m.version > upto):
-            continue
-        for stmt in split_statements(m.sql):
-            conn.execute(stmt)
-        conn.execute(q["record_migration"], {"version": m.version, "name": m.name, "at": time.time()})
-        done.append(m.version)
-    return done
-
-
-def schema_fingerprint(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Normalised description of the schema of `conn`'s database."""
-    q = sql_files.queries("sqlite")
-    out: dict[str, Any] = {}
-    for obj in conn.execute(q["schema_objects"]).fetchall():
-        kind, name, table, sql = obj["type"], obj["name"], obj["tbl_name"], obj["sql"]
-        entry: dict[str, Any] = {"type": kind, "table": table}
-        if kind == "table":
-            entry["columns"] = [tuple(r) for r in conn.execute(f"PRAGMA table_xinfo({name!r})")]
-            entry["foreign_keys"] = [tuple(r)[2:] for r in conn.execute(f"PRAGMA foreign_key_list({name!r})")]
-        elif kind == "index":
-            entry["columns"] = [tuple(r) for r in conn.execute(f"PRAGMA index_xinfo({name!r})")]
-            entry["sql"] = " ".join((sql or "").split())
-        else:
-            entry["sql"] = " ".join((sql or "").split())
-        out[name] = entry
-    return out
 
 
 def _copy_database(src: Path, dst: Path) -> None:

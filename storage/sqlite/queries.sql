@@ -55,6 +55,20 @@ WHERE state IN ('ASSIGNED', 'ACTIVE') AND lease_expires_at <= :now
 ORDER BY lease_expires_at
 LIMIT :limit;
 
+-- name: leases_from_the_future
+-- Running leases that expire further ahead than their length: set by a clock that has since
+-- stepped back. The reaper brings them back to at most one lease length from now.
+SELECT * FROM tasks INDEXED BY tasks_lease
+WHERE state IN ('ASSIGNED', 'ACTIVE') AND lease_expires_at > :now + :shortest
+  AND lease_expires_at > :now + COALESCE(lease_seconds, :default_length)
+LIMIT :limit;
+
+-- name: backoffs_from_the_future
+-- Retry backoffs that end further ahead than the longest backoff (a backward clock step).
+SELECT * FROM tasks INDEXED BY tasks_backoff
+WHERE state = 'PENDING' AND not_before > :now + :cap
+LIMIT :limit;
+
 -- name: insert_task
 INSERT INTO tasks (
     id, title, description, type, priority, tags, state, assignee, created_at, assigned_at,
@@ -62,14 +76,14 @@ INSERT INTO tasks (
     checkpoint_note, progress, checkpoint_timestamp, cycle_time, wait_time, work_time, result,
     artifacts, version, schema_version, created_by, requires_review, reviewer, lease_hash,
     lease_expires_at, lease_seconds, not_before, unmet_deps, usage_tokens, usage_api_calls,
-    usage_cost, updated_at)
+    usage_cost, updated_at, lease_end)
 VALUES (
     :id, :title, :description, :type, :priority, :tags, :state, :assignee, :created_at, :assigned_at,
     :started_at, :completed_at, :retry_count, :max_retries, :error_log, :checkpoint_data,
     :checkpoint_note, :progress, :checkpoint_timestamp, :cycle_time, :wait_time, :work_time, :result,
     :artifacts, :version, :schema_version, :created_by, :requires_review, :reviewer, :lease_hash,
     :lease_expires_at, :lease_seconds, :not_before, :unmet_deps, :usage_tokens, :usage_api_calls,
-    :usage_cost, :updated_at);
+    :usage_cost, :updated_at, :lease_end);
 
 -- name: update_task
 -- Compare-and-set: applies only if nobody changed the task since it was read.
@@ -84,7 +98,7 @@ UPDATE tasks SET
     reviewer = :reviewer, lease_hash = :lease_hash, lease_expires_at = :lease_expires_at,
     lease_seconds = :lease_seconds, not_before = :not_before, unmet_deps = :unmet_deps,
     usage_tokens = :usage_tokens, usage_api_calls = :usage_api_calls, usage_cost = :usage_cost,
-    updated_at = :updated_at
+    updated_at = :updated_at, lease_end = :lease_end
 WHERE id = :id AND version = :expected_version AND state = :expected_state;
 
 -- name: insert_dep
@@ -112,9 +126,6 @@ SELECT COALESCE(MAX(seq), 0) AS seq FROM events;
 -- name: events_of_tasks
 SELECT * FROM events WHERE task_id IN (SELECT value FROM json_each(:ids)) ORDER BY task_id, seq;
 
--- name: tasks_page
-SELECT * FROM tasks WHERE id > :after ORDER BY id LIMIT :limit;
-
 -- name: depends_on_of_tasks
 SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_each(:ids))
 ORDER BY task_id, depends_on;
@@ -125,6 +136,7 @@ WHERE (:state IS NULL OR state = :state)
   AND (:assignee IS NULL OR assignee = :assignee)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = :tag))
   AND (:text IS NULL OR instr(lower(title), lower(:text)) > 0 OR instr(lower(description), lower(:text)) > 0)
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
   AND (:after_created IS NULL OR created_at < :after_created
        OR (created_at = :after_created AND num < :after_num))
 ORDER BY created_at DESC, num DESC
@@ -154,11 +166,15 @@ WHERE unmet_deps <> actual;
 SELECT id FROM tasks WHERE id >= :prefix AND id < :prefix || '~' ORDER BY id LIMIT :limit;
 
 -- name: get_request
-SELECT op, args_hash, response FROM requests WHERE actor = :actor AND request_id = :request_id;
+SELECT op, args_hash, response FROM requests WHERE client = :client AND request_id = :request_id;
 
 -- name: put_request
-INSERT INTO requests (actor, request_id, op, args_hash, response, at)
-VALUES (:actor, :request_id, :op, :args_hash, :response, :at);
+-- A request answered again as new (a claim whose lease has ended) replaces its stored answer.
+INSERT INTO requests (client, request_id, actor, op, args_hash, response, at)
+VALUES (:client, :request_id, :actor, :op, :args_hash, :response, :at)
+ON CONFLICT (client, request_id) DO UPDATE SET
+    actor = excluded.actor, op = excluded.op, args_hash = excluded.args_hash,
+    response = excluded.response, at = excluded.at;
 
 -- name: prune_requests
 DELETE FROM requests WHERE at < :before;
@@ -173,8 +189,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 -- name: applied_migrations
 SELECT version FROM schema_migrations ORDER BY version;
 
--- name: has_tasks_table
-SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks';
+-- name: table_names
+SELECT name FROM sqlite_master WHERE type = 'table';
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :name, :at);
@@ -212,3 +228,76 @@ ORDER BY assignee LIMIT :limit;
 -- name: next_backoff_end
 SELECT MIN(not_before) AS at FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0 AND not_before > :now;
+
+-- name: count_ready
+SELECT COUNT(*) AS n FROM tasks INDEXED BY tasks_ready
+WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= :now);
+
+-- name: ready_types
+-- Ready tasks by type, counting at most :limit of them (why a filtered claim found nothing).
+SELECT type, COUNT(*) AS n FROM (
+    SELECT type FROM tasks INDEXED BY tasks_ready
+    WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= :now)
+    LIMIT :limit)
+GROUP BY type ORDER BY n DESC, type;
+
+-- name: pending_outlook
+-- What PENDING tasks that are not ready wait for: a retry backoff, dependencies still in
+-- progress, or a dependency that is CANCELLED or dead-lettered (blocked for good).
+SELECT
+    COALESCE(SUM(unmet_deps = 0 AND not_before > :now), 0) AS backoff,
+    COALESCE(SUM(unmet_deps > 0 AND NOT blocked), 0) AS waiting,
+    COALESCE(SUM(unmet_deps > 0 AND blocked), 0) AS blocked
+FROM (
+    SELECT unmet_deps, not_before,
+           EXISTS (SELECT 1 FROM deps d JOIN tasks x ON x.id = d.depends_on
+                   WHERE d.task_id = t.id AND x.state IN ('CANCELLED', 'FAILED')) AS blocked
+    FROM tasks t WHERE state = 'PENDING');
+
+-- ---------------------------------------------------------------- verification
+-- What `verify` asks besides replaying every task: each query is paged or an aggregate, so its
+-- memory does not grow with the log. The PostgreSQL file has the same names.
+
+-- name: tasks_page
+-- Task rows in insertion order (num never fails to read, unlike a damaged id).
+SELECT * FROM tasks WHERE num > :after ORDER BY num LIMIT :limit;
+
+-- name: event_seq_summary
+-- Enough to prove the sequence is exactly 1..last without reading it: separate subqueries,
+-- because SQLite answers MIN and MAX of the rowid from the b-tree's ends only one at a time.
+-- seq_is_key: seq is still the INTEGER PRIMARY KEY (the rowid), so it cannot repeat.
+SELECT (SELECT COUNT(*) FROM events) AS n,
+       (SELECT MIN(seq) FROM events) AS first,
+       (SELECT MAX(seq) FROM events) AS last,
+       (SELECT pk = 1 AND upper(type) = 'INTEGER' FROM pragma_table_info('events')
+        WHERE name = 'seq') AS seq_is_key;
+
+-- name: event_seq_high_water
+-- The highest seq ever handed out (AUTOINCREMENT never reuses one), even if those events are gone.
+SELECT seq FROM sqlite_sequence WHERE name = 'events';
+
+-- name: event_seq_breaks
+-- Each event whose seq is not one more than the seq before it (0 before the first).
+SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM events)
+WHERE seq <> prev + 1
+ORDER BY seq
+LIMIT :limit;
+
+-- name: event_tasks_without_row
+SELECT task_id, n, first_seq, last_seq FROM (
+    SELECT task_id, COUNT(*) AS n, MIN(seq) AS first_seq, MAX(seq) AS last_seq
+    FROM events WHERE task_id > :after GROUP BY task_id) AS g
+WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = g.task_id)
+ORDER BY task_id
+LIMIT :limit;
+
+-- name: deps_without_rows
+SELECT d.task_id, d.depends_on,
+       EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.task_id) AS task_has_row,
+       EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.depends_on) AS dependency_has_row
+FROM deps d
+WHERE (d.task_id, d.depends_on) > (:after_task, :after_dep)
+  AND (NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.task_id)
+       OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.depends_on))
+ORDER BY d.task_id, d.depends_on
+LIMIT :limit;

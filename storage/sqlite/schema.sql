@@ -41,7 +41,8 @@ CREATE TABLE tasks (
     usage_tokens         INTEGER NOT NULL DEFAULT 0,
     usage_api_calls      INTEGER NOT NULL DEFAULT 0,
     usage_cost           REAL    NOT NULL DEFAULT 0,
-    updated_at           REAL    NOT NULL
+    updated_at           REAL    NOT NULL,
+    lease_end            TEXT                             -- how the latest lease ended; NULL while it holds
 );
 
 -- Ready work in claim order; blocked tasks are not in this index at all.
@@ -52,6 +53,8 @@ CREATE INDEX tasks_lease ON tasks (lease_expires_at) WHERE state IN ('ASSIGNED',
 CREATE INDEX tasks_state ON tasks (state, created_at);
 CREATE INDEX tasks_assignee ON tasks (assignee, state) WHERE assignee IS NOT NULL;
 CREATE INDEX tasks_created ON tasks (created_at, num);
+-- Retry backoffs by their end (the reaper undoes backward clock steps with it).
+CREATE INDEX tasks_backoff ON tasks (not_before) WHERE state = 'PENDING' AND not_before IS NOT NULL;
 
 CREATE TABLE deps (
     task_id    TEXT NOT NULL REFERENCES tasks (id),
@@ -83,12 +86,13 @@ BEGIN
 END;
 
 CREATE TABLE requests (
-    actor      TEXT NOT NULL,
+    client     TEXT NOT NULL,     -- who asked: a connection, process or token, never just a name
     request_id TEXT NOT NULL,
+    actor      TEXT NOT NULL,
     op         TEXT NOT NULL,
     args_hash  TEXT NOT NULL,
     response   TEXT NOT NULL,     -- JSON of the first answer, returned again on replay
     at         REAL NOT NULL,
-    PRIMARY KEY (actor, request_id)
+    PRIMARY KEY (client, request_id)
 ) WITHOUT ROWID;
 CREATE INDEX requests_at ON requests (at);

@@ -1,0 +1,369 @@
+"""verify finds every kind of tampering, by task id (or by seq), and never crashes.
+
+Databases are built through the registry, then changed behind its back with the sqlite3 module,
+the way a person at the sqlite3 shell or a broken tool would (foreign keys off, the append-only
+triggers dropped where needed). Each case is checked through the registry and through the CLI
+(`mcp-tasks verify`: exit 1, the task id on stdout, no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from mcp_tasks import Registry, State
+from mcp_tasks.errors import DamagedHistory, TaskError, TaskNotFound
+from mcp_tasks.models import Difference
+from mcp_tasks.stores import SqliteStore
+from mcp_tasks.verification import describe
+
+from .helpers import FakeClock, drive_to
+
+ROOT = Path(__file__).resolve().parent.parent
+Named = dict[str, Any]
+Statement = str | tuple[str, tuple[Any, ...]]
+
+NO_DELETE = "DROP TRIGGER events_no_delete"
+NO_UPDATE = "DROP TRIGGER events_no_update"
+
+
+def tamper(store_kind: str, path: Path, *statements: Statement) -> None:
+    """Run `statements` on the database file as the sqlite3 shell would: foreign keys off (its
+    default) and, like a careless tool, CHECK constraints ignored."""
+    assert store_kind == "sqlite", f"no way to tamper with a {store_kind} store yet"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        for st in statements:
+            sql, params = (st, ()) if isinstance(st, str) else st
+            conn.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def where(d: Difference) -> str:
+    """What a problem is reported under: the task id, or `seq N` / `seq N..M`."""
+    return describe(d).split("  ", 1)[0]
+
+
+async def seq_of(reg: Registry, task_id: str, event_type: str) -> int:
+    return next(e.seq for e in await reg.events(task_id) if e.type == event_type)
+
+
+async def pending(reg: Registry, title: str, depends_on: list[str] | None = None) -> str:
+    return (await reg.create_tasks([{"title": title, "depends_on": depends_on or []}])).ids[0]
+
+
+@dataclass
+class Case:
+    """One way to tamper: build a database, change it, and what verify must report.
+
+    `expect` gives (where, field) pairs; field None means any field. The places reported must be
+    exactly those expected (no other task is accused); `says` are texts some line must contain."""
+
+    name: str
+    build: Callable[[Registry], Awaitable[Named]]
+    tamper: Callable[[Named], list[Statement]]
+    expect: Callable[[Named], list[tuple[str, str | None]]]
+    says: Callable[[Named], list[str]] = field(default=lambda n: [])
+
+
+async def _done(reg: Registry) -> Named:
+    done, _ = await drive_to(reg, State.DONE, title="finished")
+    bystander, _ = await drive_to(reg, State.ACTIVE, title="bystander")
+    return {"done": done, "bystander": bystander}
+
+
+async def _pending_with_dependency(reg: Registry) -> Named:
+    dep = await pending(reg, "dependency")
+    waiting = await pending(reg, "waiting", [dep])
+    return {"dep": dep, "waiting": waiting}
+
+
+async def _active_with_dependent(reg: Registry) -> Named:
+    active, _ = await drive_to(reg, State.ACTIVE, title="running")
+    dependent = await pending(reg, "after the running one", [active])
+    return {"active": active, "dependent": dependent}
+
+
+async def _assigned_then_more(reg: Registry) -> Named:
+    await pending(reg, "earlier")
+    task, _ = await drive_to(reg, State.ASSIGNED, title="claimed")
+    later = await pending(reg, "later")
+    return {"task": task, "later": later, "created": await seq_of(reg, task, "created"),
+            "claimed": await seq_of(reg, task, "claimed")}
+
+
+async def _two_independent(reg: Registry) -> Named:
+    return {"a": await pending(reg, "a"), "b": await pending(reg, "b")}
+
+
+async def _active_first(reg: Registry) -> Named:
+    first, _ = await drive_to(reg, State.ACTIVE, title="first")
+    assert await seq_of(reg, first, "created") == 1
+    return {"first": first, "second": await pending(reg, "second")}
+
+
+async def _done_last(reg: Registry) -> Named:
+    await pending(reg, "earlier")
+    task, _ = await drive_to(reg, State.DONE, title="finished last")
+    return {"task": task, "last": await reg.last_seq()}
+
+
+async def _active_plus(reg: Registry) -> Named:
+    task, _ = await drive_to(reg, State.ACTIVE, title="working")
+    bystander = await pending(reg, "bystander")
+    return {"task": task, "bystander": bystander, "started": await seq_of(reg, task, "started"),
+            "created": await seq_of(reg, task, "created"), "claimed": await seq_of(reg, task, "claimed")}
+
+
+async def _pending_pair(reg: Registry) -> Named:
+    task = await pending(reg, "to be damaged")
+    return {"task": task, "bystander": await pending(reg, "bystander")}
+
+
+async def _three(reg: Registry) -> Named:
+    ids = [await pending(reg, f"t{i}") for i in range(3)]
+    return {"ids": ids, "last": await reg.last_seq()}
+
+
+CASES = [
+    Case("deleted DONE row", _done,
+         lambda n: [("DELETE FROM tasks WHERE id = ?", (n["done"],))],
+         lambda n: [(n["done"], "row")],
+         lambda n: [f"{n['done']}  row: no task row, but 4 events (seq 1..4): the row was deleted"]),
+    Case("deleted PENDING row", _pending_with_dependency,
+         lambda n: [("DELETE FROM tasks WHERE id = ?", (n["waiting"],))],
+         lambda n: [(n["waiting"], "row"), (n["waiting"], "depends_on")],
+         lambda n: [f"edge to {n['dep']}, but this task has no row"]),
+    Case("deleted ACTIVE row with a dependent", _active_with_dependent,
+         lambda n: [("DELETE FROM tasks WHERE id = ?", (n["active"],))],
+         lambda n: [(n["active"], "row"), (n["dependent"], "depends_on"), (n["dependent"], "unmet_deps(counted)")],
+         lambda n: [f"edge to {n['active']}, but its dependency has no row"]),
+    Case("deleted created event", _assigned_then_more,
+         lambda n: [NO_DELETE, ("DELETE FROM events WHERE seq = ?", (n["created"],))],
+         lambda n: [(n["task"], "created"), (f"seq {n['created']}", "missing")],
+         lambda n: [f"the first is seq {n['claimed']} (claimed)"]),
+    Case("inserted dependency edges", _two_independent,
+         lambda n: ["INSERT INTO deps VALUES ('%s', '%s')" % (n["b"], n["a"]),
+                    "INSERT INTO deps VALUES ('%s', 't-ghostghost')" % n["a"],
+                    "INSERT INTO deps VALUES ('t-gone000001', 't-gone000002')"],
+         lambda n: [(n["b"], "depends_on"), (n["b"], "unmet_deps(counted)"), (n["a"], "depends_on"),
+                    ("t-gone000001", "depends_on")],
+         lambda n: ["edge to t-ghostghost, but its dependency has no row",
+                    "t-gone000001  depends_on: edge to t-gone000002, but neither task has a row"]),
+    Case("deleted event in the middle", _assigned_then_more,
+         lambda n: [NO_DELETE, ("DELETE FROM events WHERE seq = ?", (n["claimed"],))],
+         lambda n: [(n["task"], None), (f"seq {n['claimed']}", "missing")]),
+    Case("deleted first event", _active_first,
+         lambda n: [NO_DELETE, "DELETE FROM events WHERE seq = 1"],
+         lambda n: [("seq 1", "missing"), (n["first"], "created")]),
+    Case("deleted last event", _done_last,
+         lambda n: [NO_DELETE, ("DELETE FROM events WHERE seq = ?", (n["last"],))],
+         lambda n: [(f"seq {n['last']}", "missing"), (n["task"], "state")]),
+    Case("emptied event log", _three,
+         lambda n: [NO_DELETE, "DELETE FROM events"],
+         lambda n: [(f"seq 1..{n['last']}", "missing")] + [(t, "created") for t in n["ids"]],
+         lambda n: ["the row has no events at all"]),
+    Case("event data not JSON", _active_plus,
+         lambda n: [NO_UPDATE, ("UPDATE events SET data = '{\"set\": ' WHERE seq = ?", (n["started"],))],
+         lambda n: [(n["task"], "event")],
+         lambda n: [f"seq {n['started']} cannot be read: column data is not valid JSON"]),
+    Case("copied created event", _active_plus,
+         lambda n: [("INSERT INTO events (task_id, type, from_state, to_state, actor, at, data) "
+                     "SELECT task_id, type, from_state, to_state, actor, at, data FROM events WHERE seq = ?",
+                     (n["created"],))],
+         lambda n: [(n["task"], "replay")],
+         lambda n: ["is a second 'created' event"]),
+    # As many rows as numbers: only knowing that seq can no longer repeat reveals the hole.
+    Case("hole and repeat in a rebuilt events table", _active_plus,
+         lambda n: ["CREATE TABLE events_copy AS SELECT * FROM events", "DROP TABLE events",
+                    "ALTER TABLE events_copy RENAME TO events",
+                    ("INSERT INTO events SELECT * FROM events WHERE seq = ?", (n["started"],)),
+                    ("DELETE FROM events WHERE seq = ?", (n["claimed"],))],
+         lambda n: [(f"seq {n['claimed']}", "missing"), (f"seq {n['started']}", "repeated"), (n["task"], None)],
+         lambda n: ["2 events share this number"]),
+    Case("error_log not JSON", _pending_pair,
+         lambda n: [("UPDATE tasks SET error_log = 'not json' WHERE id = ?", (n["task"],))],
+         lambda n: [(n["task"], "row")],
+         lambda n: [f"{n['task']}  row: cannot be read: column error_log is not valid JSON"]),
+    Case("priority holds text", _pending_pair,
+         lambda n: [("UPDATE tasks SET priority = 'high' WHERE id = ?", (n["task"],))],
+         lambda n: [(n["task"], "row")],
+         lambda n: [f"{n['task']}  row: cannot be read: column priority holds str, not a whole number"]),
+]
+
+
+def check(case: Case, named: Named, problems: list[Difference]) -> None:
+    lines = [describe(d) for d in problems]
+    expected = case.expect(named)
+    assert {where(d) for d in problems} == {w for w, _ in expected}, lines
+    for w, f in expected:
+        assert any(where(d) == w and (f is None or d.field == f) for d in problems), (w, f, lines)
+    for text in case.says(named):
+        assert any(text in line for line in lines), (text, lines)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_verify_reports_each_kind_of_tampering(registry, store_kind, case):
+    named = await case.build(registry)
+    assert await registry.verify() == []  # the problems below come from the tampering alone
+    tamper(store_kind, Path(registry.store.location), *case.tamper(named))
+    check(case, named, await registry.verify())
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "mcp_tasks", *args], capture_output=True, text=True, env=env)
+
+
+def built(db: Path, make: Callable[[Registry], Awaitable[Named]]) -> Named:
+    async def build() -> Named:
+        async with Registry(SqliteStore(db), agent="builder", clock=FakeClock()) as reg:
+            return await make(reg)
+
+    return asyncio.run(build())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_cli_verify_reports_each_kind_of_tampering(tmp_path, case):
+    db = tmp_path / "cli.db"
+    named = built(db, case.build)
+    tamper("sqlite", db, *case.tamper(named))
+    out = cli("verify", "--db", str(db))
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = out.stdout.splitlines()
+    for w, f in case.expect(named):
+        assert any(line.startswith(f"{w}  {f + ':' if f else ''}") for line in lines), (w, f, out.stdout)
+    for text in case.says(named):
+        assert text in out.stdout
+    assert "problem" in lines[-1] and "found" in lines[-1], lines[-1]
+
+
+async def _everything(reg: Registry, clock: FakeClock) -> list[str]:
+    """A little of every kind of work: dependencies, review, retries, dead letters, cancels."""
+    k = (await reg.create_tasks([
+        {"key": "a", "title": "a"}, {"key": "b", "title": "b", "depends_on": ["a"], "requires_review": True},
+        {"key": "c", "title": "c", "max_retries": 0}, {"key": "d", "title": "d", "depends_on": ["c"]},
+    ])).by_key
+    c = await reg.claim(k["a"])
+    await reg.start(k["a"], c.lease)
+    await reg.checkpoint(k["a"], c.lease, data={"step": 1}, progress=50)
+    await reg.complete(k["a"], c.lease, result="ok")
+    c = await reg.claim(k["b"])
+    await reg.start(k["b"], c.lease)
+    await reg.complete(k["b"], c.lease, result="draft")
+    await reg.review(k["b"], True, actor="reviewer")
+    c = await reg.claim(k["c"])
+    await reg.start(k["c"], c.lease)
+    await reg.fail(k["c"], c.lease, "broken", retryable=False)
+    await reg.cancel(k["d"], "its dependency died")
+    backlog = (await reg.create_tasks([{"title": "later"}], ready=False)).ids[0]
+    await reg.update(backlog, priority=9, add_depends_on=[k["a"]])
+    clock.advance(10)
+    return [*k.values(), backlog]
+
+
+async def test_a_clean_database_verifies(registry, clock):
+    await _everything(registry, clock)
+    assert await registry.verify() == []
+
+
+def test_cli_verify_of_a_clean_database_exits_0(tmp_path):
+    db = tmp_path / "clean.db"
+
+    async def build() -> None:
+        clock = FakeClock()
+        async with Registry(SqliteStore(db), agent="builder", clock=clock) as reg:
+            await _everything(reg, clock)
+
+    asyncio.run(build())
+    out = cli("verify", "--db", str(db))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("ok: 5 tasks") and "Traceback" not in out.stderr
+
+
+async def test_bad_rows_do_not_stop_verify_at_any_page_boundary(registry, store_kind):
+    first = await pending(registry, "bad error_log")
+    second = await pending(registry, "bad priority")
+    third = await pending(registry, "forged title")
+    tamper(store_kind, Path(registry.store.location),
+           ("UPDATE tasks SET error_log = '[' WHERE id = ?", (first,)),
+           ("UPDATE tasks SET priority = 'x' WHERE id = ?", (second,)),
+           ("UPDATE tasks SET title = 'forged' WHERE id = ?", (third,)))
+    for batch in (1, 2, 500):
+        found = {(d.task_id, d.field) for d in await registry.verify(batch=batch)}
+        assert found == {(first, "row"), (second, "row"), (third, "title")}, batch
+
+
+async def test_replay_of_a_damaged_history_is_a_clear_task_error(registry, store_kind):
+    named = await _active_plus(registry)
+    path = Path(registry.store.location)
+    tamper(store_kind, path, NO_UPDATE, ("UPDATE events SET to_state = 'LOST' WHERE seq = ?", (named["started"],)))
+    with pytest.raises(DamagedHistory, match=f"event {named['started']} cannot be read") as info:
+        await registry.replay(named["task"])
+    assert isinstance(info.value, TaskError) and info.value.task_id == named["task"]
+    tamper(store_kind, path, NO_DELETE, ("DELETE FROM events WHERE seq = ?", (named["created"],)))
+    with pytest.raises(DamagedHistory, match="is not 'created': earlier events are missing"):
+        await registry.replay(named["task"])
+    tamper(store_kind, path, ("DELETE FROM events WHERE task_id = ?", (named["bystander"],)))
+    with pytest.raises(TaskNotFound):
+        await registry.replay(named["bystander"])
+
+
+def test_cli_replay_reports_damaged_or_incomplete_histories(tmp_path):
+    db = tmp_path / "replay.db"
+    named = built(db, _assigned_then_more)
+    tamper("sqlite", db, ("DELETE FROM tasks WHERE id = ?", (named["later"],)))
+    out = cli("replay", named["later"], "--db", str(db))
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert '"title": "later"' in out.stdout and f"{named['later']}  row: no task row, but 1 event" in out.stderr
+
+    tamper("sqlite", db, NO_DELETE, ("DELETE FROM events WHERE seq = ?", (named["created"],)))
+    out = cli("replay", named["task"], "--db", str(db))
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert f"{named['task']}  created: no 'created' event" in out.stderr
+
+    tamper("sqlite", db, NO_UPDATE, ("UPDATE events SET data = 'x' WHERE seq = ?", (named["claimed"],)))
+    out = cli("replay", named["task"], "--db", str(db))
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert f"{named['task']}  event: seq {named['claimed']} cannot be read" in out.stderr
+
+
+def test_sequence_runs_from_breaks():
+    from mcp_tasks.stores.base import SeqRun
+    from mcp_tasks.stores.rows import seq_runs
+
+    # seqs present: -1, 2, 3, 3, 3, 7; the store handed out up to 9
+    breaks = [(0, -1), (-1, 2), (3, 3), (3, 3), (3, 7)]
+    assert seq_runs(breaks, 7, 9, 10) == [
+        SeqRun(-1, -1, "unexpected", 1), SeqRun(1, 1, "missing", 1), SeqRun(3, 3, "repeated", 3),
+        SeqRun(4, 6, "missing", 3), SeqRun(8, 9, "missing", 2),
+    ]
+    assert seq_runs([], 5, 5, 10) == [] and seq_runs([], 0, 3, 10) == [SeqRun(1, 3, "missing", 3)]
+    assert len(seq_runs(breaks, 7, 9, 2)) == 2
+
+
+async def test_a_shredded_log_lists_a_bounded_number_of_holes(registry, store_kind):
+    from mcp_tasks.verification import LIMIT
+
+    for _ in range(5):
+        await registry.create_tasks([{"title": f"t{i}"} for i in range(500)])
+    last = await registry.last_seq()
+    assert last > 2 * LIMIT + 2
+    tamper(store_kind, Path(registry.store.location), NO_DELETE, "DELETE FROM events WHERE seq % 2 = 0")
+    problems = await registry.verify()
+    holes = [d for d in problems if d.field == "missing"]
+    assert len(holes) == LIMIT and holes[0].seq == 2 and holes[-1].seq == 2 * LIMIT
+    assert [d.field for d in problems if d.task_id is None][-1] == "unlisted"
+    assert sum(1 for d in problems if d.field == "created") == last // 2
