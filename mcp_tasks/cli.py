@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead of stdio")
     s.add_argument("--host", default="127.0.0.1", help="HTTP address (loopback only for now)")
     s.add_argument("--port", type=bounded(int, 1, 65535), default=8765)
-    s.add_argument("--lease-seconds", type=bounded(float, Policy.lease_min, Policy.lease_max),
+    s.add_argument("--lease-seconds", type=bounded(float, limits.MIN_LEASE_SECONDS, limits.MAX_LEASE_SECONDS),
                    help=f"default lease length (default {Policy.lease_seconds:g})")
     s.add_argument("--reaper-interval", type=bounded(float, 0.1, 3600), default=5.0,
                    help="seconds between lease sweeps, 0.1 to 3600 (default 5)")

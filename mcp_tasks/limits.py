@@ -35,6 +35,8 @@ MAX_LEASE_TOKEN = 200
 MAX_USAGE_TOKENS = 10**12
 MAX_USAGE_CALLS = 10**9
 MAX_USAGE_COST = 10**9
+MIN_LEASE_SECONDS = 5  # the one definition of lease bounds: claim, serve --lease-seconds, Policy
+MAX_LEASE_SECONDS = 86_400
 MAX_URI = 1_024  # a resource URI a client subscribes to
 MAX_SUBSCRIPTIONS = 100  # resources/subscribe per session; URIs per subscriptions/listen stream
 
@@ -64,6 +66,8 @@ _DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("MAX_USAGE_CALLS", "", "complete `usage.api_calls`"),
     ("MAX_USAGE_COST", "", "complete `usage.cost`"),
     ("MAX_ERROR_LOG", "entries", "errors kept on a task (every error stays in the event log)"),
+    ("MIN_LEASE_SECONDS", "seconds", "claim `lease_seconds`, `serve --lease-seconds`, shortest"),
+    ("MAX_LEASE_SECONDS", "seconds", "claim `lease_seconds`, `serve --lease-seconds`, longest (24 h)"),
     ("MAX_URI", "characters", "a resource URI in `resources/subscribe` and `subscriptions/listen`"),
     ("MAX_SUBSCRIPTIONS", "URIs", "`resources/subscribe` per session; resource URIs per `subscriptions/listen` stream"),
 )

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .limits import MAX_ERROR_LOG
+from .limits import MAX_ERROR_LOG, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
 from .models import Readiness, Task
 from .states import State
 
@@ -21,12 +21,19 @@ class Policy:
     """Tunable timings of leases, retries and the reaper."""
 
     lease_seconds: float = 600.0
-    lease_min: float = 5.0
-    lease_max: float = 86_400.0
+    lease_min: float = MIN_LEASE_SECONDS
+    lease_max: float = MAX_LEASE_SECONDS
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
     reap_batch: int = 100
     request_ttl: float = 48 * 3600.0  # request_ids are kept at least this long
+
+    def __post_init__(self) -> None:
+        if not MIN_LEASE_SECONDS <= self.lease_min <= self.lease_seconds <= self.lease_max <= MAX_LEASE_SECONDS:
+            raise ValueError(
+                f"lease lengths must satisfy {MIN_LEASE_SECONDS} <= lease_min <= lease_seconds <= lease_max <= "
+                f"{MAX_LEASE_SECONDS}; got {self.lease_min}, {self.lease_seconds}, {self.lease_max}"
+            )
 
 
 def backoff(retry_count: int, policy: Policy, rng: random.Random | None = None) -> float:

@@ -19,7 +19,6 @@ from .errors import (
     InvalidTransition,
     LeaseError,
     NotReady,
-    TaskError,
     TaskNotFound,
     VersionConflict,
 )

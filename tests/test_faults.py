@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_tasks import Registry, State
+from mcp_tasks import Registry
 from mcp_tasks.stores import SqliteStore
 
 from .server_helpers import MCP_TASKS, ROOT, Agent, http_server, stdio_params

@@ -25,7 +25,7 @@ from typing import Any, TextIO, cast
 
 from ..registry import Registry
 from ..stores import SqliteStore
-from ..stores.sqlite import SqliteTx
+from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
 from . import sqlite_bench
 

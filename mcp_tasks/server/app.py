@@ -19,6 +19,7 @@ from ..models import Caller
 from ..registry import Registry
 from ..rules import Policy
 from ..stores import make_store
+from .connections import CONNECTION_KEY
 from .notify import ChangeFollower, LegacySubscriptions, publisher
 from .prompts import build_prompts
 from .resources import register_resources
@@ -64,9 +65,12 @@ class AppState:
             return Caller(self.agent, f"process:{self.nonce}")
         headers = request.headers
         session = headers.get("mcp-session-id")
+        connection = request.scope.get(CONNECTION_KEY)
         if session:
             client = f"session:{self.nonce}:{session}"
-        else:
+        elif connection:
+            client = f"connection:{self.nonce}:{connection}"
+        else:  # an app served without our connection guard: the peer's address stands for the connection
             peer = request.client
             client = f"connection:{self.nonce}:{peer.host if peer else '-'}:{peer.port if peer else '-'}"
         name = headers.get(AGENT_HEADER) if self.trust_agent_header else None

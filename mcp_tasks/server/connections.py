@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -28,6 +29,9 @@ from ..health import one_line
 
 log = logging.getLogger(__name__)
 
+# The ASGI scope key under which every request carries its connection's id: a sessionless MCP
+# client is one connection, and stored answers to its repeated requests are scoped to it.
+CONNECTION_KEY = "mcp_tasks.connection"
 RESERVED_FILES = 100  # open files kept for the database, logs and refusals in progress
 MAX_REFUSING = 32  # refused connections allowed to linger until their client has read the 503
 LINGER = 2.0  # seconds a refused connection may take to read its 503 before it is closed
@@ -178,6 +182,7 @@ class GuardedConnection(asyncio.Protocol):
         self.arriving = 0  # in progress and still receiving their body
         self.completed = 0
         self.partial = False  # bytes arrived since the deadline was set
+        self.id = secrets.token_hex(8)  # names the connection to the app (CONNECTION_KEY)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -326,6 +331,7 @@ class RequestProgress:
         if conn is None or scope["type"] != "http":  # not served by a ConnectionPool
             await self.app(scope, receive, send)
             return
+        scope[CONNECTION_KEY] = conn.id
         arriving = _has_body(scope)
         conn.request_started(arriving)
         try:

@@ -75,7 +75,7 @@ def build_tools(app: Any) -> list[Tool]:
         task_id: Annotated[str | None, Field(description="Omit for the best ready task")] = None,
         capabilities: Names = [],
         tags: Names = [],
-        lease_seconds: Annotated[int | None, Field(ge=5, le=86400)] = None,
+        lease_seconds: Annotated[int | None, Field(ge=limits.MIN_LEASE_SECONDS, le=limits.MAX_LEASE_SECONDS)] = None,
         request_id: KeyedRequestId = None,
     ) -> V.ClaimResult:
         """Claim a task atomically; returns it (with checkpoint) and a lease to pass to every later call on it."""
