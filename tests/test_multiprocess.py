@@ -44,12 +44,17 @@ async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
     assert sum(len(d) for d in deps.values()) > TASKS // 2
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    procs = [
-        subprocess.Popen([sys.executable, str(WORKER), db, f"worker-{i}", str(i)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for i in range(PROCS)
-    ]
-    outputs = [p.communicate(timeout=600) for p in procs]
+    # Output goes to files, not pipes: a worker must never block on a full pipe that nobody reads
+    # while it holds a task (the others would wait out its lease).
+    logs = [(tmp_path / f"worker-{i}.out", tmp_path / f"worker-{i}.err") for i in range(PROCS)]
+    procs = []
+    for i, (out, err) in enumerate(logs):
+        with open(out, "w") as o, open(err, "w") as e:
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), db, f"worker-{i}", str(i)],
+                                          stdout=o, stderr=e, text=True, env=env))
+    for p in procs:
+        p.wait(timeout=600)
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err
     claims = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
