@@ -56,6 +56,7 @@ class ClaimOutlook(BaseModel):
 
     counts: dict[State, int]
     ready_elsewhere: dict[str, int]  # ready tasks by type (all of them outside the caller's filters)
+    ready_readable: bool  # whether any ready task can be read at all (damaged rows are stepped over)
     backoff: int  # PENDING, waiting out a retry backoff
     next_backoff_end: float | None
     waiting: int  # PENDING, waiting for dependencies still in progress
@@ -67,11 +68,13 @@ async def claim_outlook(reg: Registry, limit: int = 1000) -> ClaimOutlook:
     now = reg.clock()
 
     def read(tx: Any) -> tuple[Any, ...]:
-        return tx.count_by_state(), tx.ready_types(now, limit), tx.pending_outlook(now), tx.next_backoff_end(now)
+        readable = bool(tx.list_ready(now, None, None, None, 1))
+        return (tx.count_by_state(), tx.ready_types(now, limit), readable, tx.pending_outlook(now),
+                tx.next_backoff_end(now))
 
-    counts, ready, (backoff, waiting, blocked), backoff_end = await reg.store.read(read)
-    return ClaimOutlook(counts={s: counts.get(s, 0) for s in State}, ready_elsewhere=ready, backoff=backoff,
-                        next_backoff_end=backoff_end, waiting=waiting, blocked=blocked)
+    counts, ready, readable, (backoff, waiting, blocked), backoff_end = await reg.store.read(read)
+    return ClaimOutlook(counts={s: counts.get(s, 0) for s in State}, ready_elsewhere=ready, ready_readable=readable,
+                        backoff=backoff, next_backoff_end=backoff_end, waiting=waiting, blocked=blocked)
 
 
 def _pct(values: list[float], q: float) -> float | None:

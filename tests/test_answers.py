@@ -175,3 +175,29 @@ async def test_refusals_carry_code_and_data_beside_the_message(tmp_path):
     assert text == f"Error executing tool start: {error['message']}"
     assert {k: error[k] for k in ("code", "task_id", "state", "allowed")} == {
         "code": "lease", "task_id": tid, "state": "PENDING", "allowed": ["cancel", "claim", "update_task"]}
+
+
+async def test_ready_work_that_cannot_be_read_is_not_called_claimable(tmp_path):
+    import sqlite3
+
+    db, clock = str(tmp_path / "t.db"), FakeClock()
+    (tid,) = await build(db, clock, [plain("damaged")])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET tags = 'not json' WHERE id = ?", (tid,))
+    conn.commit()
+    conn.close()
+    message = await empty_claim(db, clock)
+    assert message == "No ready task: 1 ready task cannot be read (damaged rows: `mcp-tasks verify` names them)."
+
+
+def test_work_made_ready_after_the_claim_looked_says_claim_again():
+    """The one branch only a race reaches (a task becomes ready between the claim and the look at
+    the queue), checked on the message builder itself."""
+    from mcp_tasks import State
+    from mcp_tasks.reports import ClaimOutlook
+    from mcp_tasks.server.views import nothing_to_claim
+
+    outlook = ClaimOutlook(counts={s: 0 for s in State} | {State.PENDING: 2}, ready_elsewhere={"code": 2},
+                           ready_readable=True, backoff=0, next_backoff_end=None, waiting=0, blocked=0)
+    answer = nothing_to_claim(outlook, 0.0, filtered=False)
+    assert answer.message == "No ready task: 2 tasks became ready just now; claim again." and answer.retry_after_s == 0

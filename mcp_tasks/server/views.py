@@ -154,9 +154,11 @@ def nothing_to_claim(o: ClaimOutlook, now: float, filtered: bool) -> ClaimResult
         types = ", ".join(f"{t} {n}" for t, n in list(o.ready_elsewhere.items())[:5])
         verb = "needs" if ready == 1 else "need"
         parts.append(f"{ready} ready {_tasks(ready)} {verb} other capabilities or tags (by type: {types})")
-    elif ready:  # made ready by someone else after this claim looked
+    elif ready and o.ready_readable:  # made ready by someone else after this claim looked
         parts.append(f"{ready} {_tasks(ready)} became ready just now; claim again")
         wait = 0.0
+    elif ready:
+        parts.append(f"{ready} ready {_tasks(ready)} cannot be read (damaged rows: `mcp-tasks verify` names them)")
     if o.backoff:
         first = f"a retried task becomes ready in {wait:.1f}s" if wait is not None else "a retried task waits"
         parts.append(first + (f" ({o.backoff} waiting out a retry backoff)" if o.backoff > 1 else ""))
