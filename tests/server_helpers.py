@@ -60,20 +60,15 @@ MCP_TASKS = [sys.executable, "-m", "mcp_tasks"]
 
 
 @contextmanager
-def http_server(db: str, *extra: str, host: str = "127.0.0.1", log: Path | None = None) -> Iterator[str]:
-    """`mcp-tasks serve --http` in a child process on a free loopback port; yields the base URL.
-    The server's stderr goes to `log` when given."""
+def http_process(argv: list[str], base: str, log: Path | None = None) -> Iterator[Any]:
+    """Run `argv` (an HTTP server listening at `base`) until its /healthz says ok; yields its stderr
+    file (`log` when given), and stops the server afterwards."""
+    import tempfile
     import urllib.request
 
-    import tempfile
-
-    port = free_port()
-    errors = open(log, "w+b") if log is not None else tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [*MCP_TASKS, "serve", "--http", "--host", host, "--port", str(port), "--db", db, *extra],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=errors,
-    )
-    base = f"http://{'127.0.0.2' if host == '127.0.0.2' else '127.0.0.1'}:{port}"
+    errors: Any = open(log, "w+b") if log is not None else tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=errors)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -89,7 +84,7 @@ def http_server(db: str, *extra: str, host: str = "127.0.0.1", log: Path | None 
             if time.monotonic() > deadline:
                 raise AssertionError("HTTP server did not become healthy")
             time.sleep(0.05)
-        yield base
+        yield errors
     finally:
         proc.terminate()
         try:
@@ -98,3 +93,14 @@ def http_server(db: str, *extra: str, host: str = "127.0.0.1", log: Path | None 
             proc.kill()
             proc.wait()
         errors.close()
+
+
+@contextmanager
+def http_server(db: str, *extra: str, host: str = "127.0.0.1", log: Path | None = None) -> Iterator[str]:
+    """`mcp-tasks serve --http` in a child process on a free loopback port; yields the base URL.
+    The server's stderr goes to `log` when given."""
+    port = free_port()
+    base = f"http://{'127.0.0.2' if host == '127.0.0.2' else '127.0.0.1'}:{port}"
+    argv = [*MCP_TASKS, "serve", "--http", "--host", host, "--port", str(port), "--db", db, *extra]
+    with http_process(argv, base, log):
+        yield base

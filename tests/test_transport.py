@@ -16,7 +16,6 @@ import queue
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from mcp.types import INVALID_REQUEST, PARSE_ERROR
 
 from mcp_tasks import limits
 
-from .server_helpers import ROOT, free_port, stdio_params
+from .server_helpers import ROOT, free_port, http_process, stdio_params
 
 PROGRAM = ROOT / "tests" / "programs" / "http_server.py"
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -126,34 +125,10 @@ def test_stdio_answers_unreadable_lines_and_keeps_serving(tmp_path):
 def limited_http_server(db: str, **limits_: Any) -> Iterator[tuple[str, Any]]:
     """tests/programs/http_server.py with the given serve_http limits; yields (base URL, stderr file)."""
     port = free_port()
-    errors = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, str(PROGRAM), db, str(port), *(f"{k}={v}" for k, v in limits_.items())],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=errors,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                errors.seek(0)
-                raise AssertionError(f"server exited: {errors.read().decode()}")
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).json()["status"] == "ok":
-                    break
-            except httpx2.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "HTTP server did not become healthy"
-            time.sleep(0.05)
+    with http_process([sys.executable, str(PROGRAM), db, str(port), *(f"{k}={v}" for k, v in limits_.items())],
+                      base) as errors:
         yield base, errors
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        errors.close()
 
 
 def stderr_of(errors: Any) -> str:
