@@ -41,7 +41,7 @@ def claim_loop(conn: sqlite3.Connection, count: int, agent: str = "raw") -> int:
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(q["expired_leases"], {"now": now, "limit": 100}).fetchall()
-        row = conn.execute(q["next_ready"], {"now": now, "caps": None, "tags": None}).fetchone()
+        row = conn.execute(q["next_ready"], {"now": now, "caps": None, "tags": None, "skip": "[]"}).fetchone()
         if row is None:
             conn.execute("COMMIT")
             break

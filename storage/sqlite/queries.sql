@@ -4,6 +4,10 @@
 -- name: get_task
 SELECT * FROM tasks WHERE id = :id;
 
+-- name: get_task_for_update
+-- A write transaction's read of a task it may change (SQLite has one writer: nothing to lock).
+SELECT * FROM tasks WHERE id = :id;
+
 -- name: task_depends_on
 SELECT depends_on FROM deps WHERE task_id = :id ORDER BY depends_on;
 
@@ -15,6 +19,10 @@ WHERE d.task_id = :id;
 -- name: states_of
 SELECT id, state FROM tasks WHERE id IN (SELECT value FROM json_each(:ids));
 
+-- name: states_of_for_share
+-- A write transaction's read of the tasks a new dependency names (SQLite: nothing to lock).
+SELECT id, state FROM tasks WHERE id IN (SELECT value FROM json_each(:ids));
+
 -- name: depends_on_many
 SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_each(:ids));
 
@@ -22,8 +30,8 @@ SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_ea
 SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
 
 -- name: next_ready
--- INDEXED BY: walk the ready index in claim order; blocked tasks are not in it at all. The store
--- reads rows one at a time and stops at the first it can read (a damaged row is stepped over).
+-- INDEXED BY: walk the ready index in claim order; blocked tasks are not in it at all. :skip
+-- names damaged rows the store has already stepped over.
 SELECT * FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0
   AND (not_before IS NULL OR not_before <= :now)
@@ -31,7 +39,9 @@ WHERE state = 'PENDING' AND unmet_deps = 0
   AND (:tags IS NULL OR NOT EXISTS (
         SELECT 1 FROM json_each(:tags) AS want
         WHERE want.value NOT IN (SELECT value FROM json_each(tasks.tags))))
-ORDER BY priority DESC, created_at, num;
+  AND id NOT IN (SELECT value FROM json_each(:skip))
+ORDER BY priority DESC, created_at, num
+LIMIT 1;
 
 -- name: list_ready
 SELECT id, title, type, priority, tags, created_at, retry_count,

@@ -1,0 +1,327 @@
+"""SqlTx: the store protocol's ReadTx and WriteTx over one DB-API connection, for every SQL dialect.
+
+Each method runs one or a few named queries from storage/<dialect>/queries.sql (the same names in
+every dialect) and turns rows into models. A dialect subclass (SqliteTx, PostgresTx) supplies how
+to run a statement, how to pass a list, and the few steps that differ (an inserted row's id, an id
+collision, the clock). JSON values travel as text in both. Inside a write transaction the reads a decision rests on lock what they
+read (`get_task_for_update`, `states_of_for_share`; the same query where a dialect has a single
+writer), so no other writer can change it before this transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable, TypeVar
+
+from ..errors import CorruptRow
+from ..models import Event, Task, TaskSummary
+from ..states import State
+from .base import FindKey, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
+from .rows import Row, dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_reported: set[tuple[str | None, str]] = set()
+
+
+def readable(rows: Iterable[Row], read: Callable[[Row], T]) -> Iterator[T]:
+    """`read(row)` for every row that can be read; a corrupt row is logged once and left out, so
+    listing, claiming and reaping go on around it (verify reports it)."""
+    for row in rows:
+        try:
+            yield read(row)
+        except CorruptRow as exc:
+            key = (exc.task_id, exc.data.get("column", ""))
+            if key not in _reported and len(_reported) < 10_000:
+                _reported.add(key)
+                log.warning("skipping an unreadable row: %s", exc.problem)
+
+
+class SqlTx:
+    """ReadTx and WriteTx over one connection inside one transaction; `writing` locks what it reads."""
+
+    def __init__(self, queries: Mapping[str, str], writing: bool) -> None:
+        self.q = queries
+        self.writing = writing
+
+    # ---- what a dialect supplies
+    def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+        """All rows of named query `name`."""
+        raise NotImplementedError
+
+    def _count(self, name: str, params: dict[str, Any]) -> int:
+        """Run a changing statement; how many rows it changed."""
+        raise NotImplementedError
+
+    def _list(self, values: list[str]) -> Any:
+        """A list parameter as the dialect's queries take it."""
+        raise NotImplementedError
+
+    def _insert_task(self, params: dict[str, Any]) -> None:
+        """Insert a task row; IdCollision when its id exists."""
+        raise NotImplementedError
+
+    def _insert_event(self, params: dict[str, Any]) -> int:
+        """Insert an event; its position in the log as written."""
+        raise NotImplementedError
+
+    def now(self) -> float:
+        """The time of this transaction (epoch seconds) by the store's clock."""
+        raise NotImplementedError
+
+    # ---- plumbing
+    def _row(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
+        rows = self._rows(name, params or {})
+        return rows[0] if rows else None
+
+    def _all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
+        return self._rows(name, params or {})
+
+    def _opt_list(self, values: list[str] | None) -> Any:
+        return None if values is None else self._list(values)
+
+    def _task(self, row: Row, with_blocks: bool = False) -> Task:
+        tid = row["id"]
+        deps = [r["depends_on"] for r in self._all("task_depends_on", {"id": tid})]
+        blocks = [r["task_id"] for r in self._all("dependents", {"id": tid})] if with_blocks else None
+        return task_from_row(row, deps, blocks)
+
+    def _tasks(self, name: str, params: dict[str, Any]) -> list[Task]:
+        return list(readable(self._all(name, params), self._task))
+
+    # ---- reads
+    def get_task(self, task_id: str, *, with_blocks: bool = False) -> Task | None:
+        row = self._row("get_task_for_update" if self.writing else "get_task", {"id": task_id})
+        return None if row is None else self._task(row, with_blocks)
+
+    def dependency_states(self, task_id: str) -> dict[str, State]:
+        return {r["id"]: read_column(r, "state", r["id"]) for r in self._all("dependency_states", {"id": task_id})}
+
+    def states_of(self, ids: list[str]) -> dict[str, State]:
+        name = "states_of_for_share" if self.writing else "states_of"
+        return {r["id"]: read_column(r, "state", r["id"]) for r in self._all(name, {"ids": self._list(ids)})}
+
+    def depends_on_many(self, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in self._all("depends_on_many", {"ids": self._list(ids)}):
+            out.setdefault(r["task_id"], []).append(r["depends_on"])
+        return out
+
+    def list_ready(
+        self, now: float, caps: list[str] | None, tags: list[str] | None, after: ReadyKey | None, limit: int
+    ) -> list[tuple[TaskSummary, ReadyKey]]:
+        p, c, n = after if after else (None, None, None)
+        rows = self._all("list_ready", {
+            "now": now, "caps": self._opt_list(caps), "tags": self._opt_list(tags),
+            "after_priority": p, "after_created": c, "after_num": n, "limit": limit,
+        })
+        return list(readable(rows, _summary))
+
+    def find_tasks(
+        self,
+        state: State | None,
+        assignee: str | None,
+        tag: str | None,
+        text: str | None,
+        after: FindKey | None,
+        limit: int,
+        types: list[str] | None = None,
+    ) -> list[tuple[Task, FindKey]]:
+        c, n = after if after else (None, None)
+        rows = self._all("find_tasks", {
+            "state": None if state is None else state.value, "assignee": assignee, "tag": tag, "text": text,
+            "types": self._opt_list(types), "after_created": c, "after_num": n, "limit": limit,
+        })
+        return list(readable(rows, lambda r: (self._task(r), (r["created_at"], r["num"]))))
+
+    def events_of_task(self, task_id: str, after: int, limit: int) -> list[Event]:
+        rows = self._all("events_of_task", {"id": task_id, "after": after, "limit": limit})
+        return [event_from_row(r) for r in rows]
+
+    def latest_events_of_task(self, task_id: str, limit: int) -> list[Event]:
+        return [event_from_row(r) for r in self._all("events_of_task_latest", {"id": task_id, "limit": limit})]
+
+    def events_since(self, after: int, limit: int) -> list[Event]:
+        return [event_from_row(r) for r in self._all("events_since", {"after": after, "limit": limit})]
+
+    def last_seq(self) -> int:
+        row = self._row("last_seq")
+        return int(row["seq"]) if row and row["seq"] is not None else 0
+
+    def count_by_state(self) -> dict[State, int]:
+        return {read_column(r, "state"): r["n"] for r in self._all("count_by_state")}
+
+    def blocked_by_failed(self, limit: int) -> list[tuple[str, str, State]]:
+        rows = self._all("blocked_by_failed", {"limit": limit})
+        return [(r["id"], r["dep"], read_column(r, "dep_state", r["dep"], "state")) for r in rows]
+
+    def unmet_mismatches(self) -> list[tuple[str, int, int]]:
+        return [(r["id"], r["unmet_deps"], r["actual"]) for r in self._all("unmet_mismatches")]
+
+    def task_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        return [r["id"] for r in self._all("task_ids_with_prefix", {"prefix": prefix, "limit": limit})]
+
+    def assignees_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        return [r["assignee"] for r in self._all("assignees_with_prefix", {"prefix": prefix, "limit": limit})]
+
+    def tasks_in_state(self, state: State, limit: int) -> list[Task]:
+        return self._tasks("tasks_in_state", {"state": state.value, "limit": limit})
+
+    def oldest_ready(self, now: float) -> float | None:
+        row = self._row("oldest_ready", {"now": now})
+        return None if row is None else row["created_at"]
+
+    def next_backoff_end(self, now: float) -> float | None:
+        row = self._row("next_backoff_end", {"now": now})
+        return None if row is None else row["at"]
+
+    def count_ready(self, now: float) -> int:
+        row = self._row("count_ready", {"now": now})
+        return 0 if row is None else int(row["n"])
+
+    def ready_types(self, now: float, limit: int) -> dict[str, int]:
+        return {r["type"]: int(r["n"]) for r in self._all("ready_types", {"now": now, "limit": limit})}
+
+    def pending_outlook(self, now: float) -> tuple[int, int, int]:
+        row = self._row("pending_outlook", {"now": now})
+        return (0, 0, 0) if row is None else (int(row["backoff"]), int(row["waiting"]), int(row["blocked"]))
+
+    def done_rows(self) -> list[dict[str, Any]]:
+        return list(readable(self._all("done_rows"), _done_row))
+
+    def counts_by_type_state(self) -> list[tuple[str, State, int, int]]:
+        rows = self._all("counts_by_type_state")
+        return [(r["type"], read_column(r, "state"), int(r["n"]), int(r["retries"] or 0)) for r in rows]
+
+    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
+        return [(r["type"], r["actor"], r["holder"], int(r["n"])) for r in self._all("failure_counts")]
+
+    # ---- writes
+    def next_ready(self, now: float, caps: list[str] | None, tags: list[str] | None) -> Task | None:
+        skipped: list[str] = []  # damaged rows: stepped over, each once
+        while True:
+            row = self._row("next_ready", {"now": now, "caps": self._opt_list(caps), "tags": self._opt_list(tags),
+                                           "skip": self._list(skipped)})
+            if row is None:
+                return None
+            found = list(readable([row], self._task))
+            if found:
+                return found[0]
+            skipped.append(row["id"])
+
+    def expired_leases(self, now: float, limit: int) -> list[Task]:
+        return self._tasks("expired_leases", {"now": now, "limit": limit})
+
+    def leases_from_the_future(self, now: float, shortest: float, default_length: float, limit: int) -> list[Task]:
+        return self._tasks("leases_from_the_future",
+                           {"now": now, "shortest": shortest, "default_length": default_length, "limit": limit})
+
+    def backoffs_from_the_future(self, now: float, cap: float, limit: int) -> list[Task]:
+        return self._tasks("backoffs_from_the_future", {"now": now, "cap": cap, "limit": limit})
+
+    def insert_task(self, task: Task) -> None:
+        self._insert_task(task_params(task))
+
+    def update_task(self, task: Task, expected_version: int, expected_state: State) -> bool:
+        params = task_params(task)
+        params["expected_version"] = expected_version
+        params["expected_state"] = expected_state.value
+        del params["created_at"], params["created_by"]
+        return self._count("update_task", params) == 1
+
+    def add_dep(self, task_id: str, depends_on: str) -> None:
+        self._count("insert_dep", {"task_id": task_id, "depends_on": depends_on})
+
+    def remove_dep(self, task_id: str, depends_on: str) -> None:
+        self._count("delete_dep", {"task_id": task_id, "depends_on": depends_on})
+
+    def dependents(self, task_id: str) -> list[str]:
+        return [r["task_id"] for r in self._all("dependents", {"id": task_id})]
+
+    def append_event(
+        self,
+        task_id: str,
+        type: str,
+        from_state: State | None,
+        to_state: State | None,
+        actor: str,
+        at: float,
+        data: dict[str, Any],
+    ) -> int:
+        return self._insert_event({
+            "task_id": task_id, "type": type, "from_state": None if from_state is None else from_state.value,
+            "to_state": None if to_state is None else to_state.value, "actor": actor, "at": at,
+            "data": dumps(data),
+        })
+
+    def get_request(self, client: str, request_id: str) -> tuple[str, str, str] | None:
+        row = self._row("get_request", {"client": client, "request_id": request_id})
+        return None if row is None else (row["op"], row["args_hash"], row["response"])
+
+    def put_request(
+        self, client: str, request_id: str, actor: str, op: str, args_hash: str, response: str, at: float
+    ) -> None:
+        self._count("put_request", {
+            "client": client, "request_id": request_id, "actor": actor, "op": op, "args_hash": args_hash,
+            "response": response, "at": at,
+        })
+
+    def prune_requests(self, before: float) -> int:
+        return self._count("prune_requests", {"before": before})
+
+    # ---- verification
+    def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
+        rows = self._all("tasks_page", {"after": after, "limit": limit})
+        if not rows:
+            return []
+        ids = self._list([r["id"] for r in rows if isinstance(r["id"], str)])
+        deps: dict[str, list[str]] = {}
+        for r in self._all("depends_on_of_tasks", {"ids": ids}):
+            deps.setdefault(r["task_id"], []).append(r["depends_on"])
+        events: dict[str, list[Event]] = {}
+        for r in self._all("events_of_tasks", {"ids": ids}):
+            events.setdefault(r["task_id"], []).append(event_from_row(r))
+        out = []
+        for r in rows:
+            tid = r["id"] if isinstance(r["id"], str) else repr(r["id"])
+            task: Task | CorruptRow
+            try:
+                task = task_from_row(r, deps.get(tid, []))
+            except CorruptRow as exc:
+                task = exc
+            out.append(TaskHistory(r["num"], tid, task, events.get(tid, [])))
+        return out
+
+    def event_seq_problems(self, limit: int) -> list[SeqRun]:
+        head = self._row("event_seq_summary")
+        count, first, last = (head["n"], head["first"], head["last"] or 0) if head else (0, None, 0)
+        breaks: list[Row] = []
+        if count != last or first not in (None, 1) or not (head and head["seq_is_key"]):
+            breaks = self._all("event_seq_breaks", {"limit": limit})
+        mark = self._row("event_seq_high_water")
+        high = mark["seq"] if mark is not None and isinstance(mark["seq"], int) else 0
+        return seq_runs(((r["prev"], r["seq"]) for r in breaks), last, high, limit)
+
+    def event_tasks_without_row(self, after: str, limit: int) -> list[OrphanEvents]:
+        rows = self._all("event_tasks_without_row", {"after": after, "limit": limit})
+        return [OrphanEvents(str(r["task_id"]), int(r["n"]), r["first_seq"], r["last_seq"]) for r in rows]
+
+    def deps_without_rows(self, after: tuple[str, str], limit: int) -> list[OrphanEdge]:
+        rows = self._all("deps_without_rows", {"after_task": after[0], "after_dep": after[1], "limit": limit})
+        return [
+            OrphanEdge(str(r["task_id"]), str(r["depends_on"]), bool(r["task_has_row"]), bool(r["dependency_has_row"]))
+            for r in rows
+        ]
+
+
+def _summary(r: Row) -> tuple[TaskSummary, ReadyKey]:
+    summary = TaskSummary.model_construct(
+        id=r["id"], title=r["title"], type=r["type"], priority=r["priority"], tags=read_column(r, "tags"),
+        created_at=r["created_at"], retry_count=r["retry_count"], has_checkpoint=bool(r["has_checkpoint"]),
+    )
+    return summary, (r["priority"], r["created_at"], r["num"])
+
+
+def _done_row(r: Row) -> dict[str, Any]:
+    return {k: read_column(r, k, r["id"]) for k in r.keys()}
