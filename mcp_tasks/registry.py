@@ -43,19 +43,24 @@ class Registry:
         *,
         agent: str = "local",
         policy: Policy | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         id_factory: Callable[[], str] = new_task_id,
     ) -> None:
         self.store = store
         self.agent = limits.agent(agent)
         self.policy = policy or Policy()
-        self.clock = clock
+        self.clock = clock  # None: the store's clock (the database server's on PostgreSQL)
         self.rng = rng or random.Random()
         self.new_id = id_factory
         self._listeners: list[Listener] = []
-        self._last_prune = 0.0
-        self.health = Health(clock=clock)
+        self._last_prune = -1e18
+        self.health = Health()
+
+    def now(self, tx: ReadTx) -> float:
+        """The time inside transaction `tx`: the registry's own clock if it was given one (tests),
+        else the store's, so every host of a shared database reads one clock."""
+        return self.clock() if self.clock is not None else tx.now()
 
     async def __aenter__(self) -> Registry:
         await self.store.open()
@@ -115,7 +120,7 @@ class Registry:
                                 request_id=rid,
                             )
                         return (decode(value) if decode else value), set()
-            t = T.Tx(tx=tx, now=self.clock(), actor=caller.agent, policy=self.policy, rng=self.rng)
+            t = T.Tx(tx=tx, now=self.now(tx), actor=caller.agent, policy=self.policy, rng=self.rng)
             result = script(t)
             if rid is not None:  # even an answer that changed nothing is the answer to this request
                 tx.put_request(caller.client, rid, caller.agent, op, digest, A.encode(result), t.now)
@@ -243,8 +248,7 @@ class Registry:
         want = limits.names("tags", tags, limits.MAX_TAGS) or None
         n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
         after = A.cursor_decode("r", cursor, 3)
-        now = self.clock()
-        rows = await self.store.read(lambda tx: tx.list_ready(now, caps, want, after, n + 1))
+        rows = await self.store.read(lambda tx: tx.list_ready(self.now(tx), caps, want, after, n + 1))
         items = [s for s, _ in rows[:n]]
         nxt = A.cursor_encode("r", rows[n - 1][1]) if len(rows) > n else None
         return Page[TaskSummary](items=items, next_cursor=nxt)
@@ -351,11 +355,11 @@ class Registry:
     # ------------------------------------------------------------ maintenance
     async def reap(self) -> list[str]:
         """Expire leases that ran out now (the server also does this every few seconds)."""
-        now = self.clock()
-        prune = now - self._last_prune > 3600
+        started = time.monotonic()
+        prune = started - self._last_prune > 3600
 
         def run(tx: Any) -> tuple[list[str], set[str]]:
-            t = T.Tx(tx=tx, now=self.clock(), actor=T.REAPER, policy=self.policy, rng=self.rng)
+            t = T.Tx(tx=tx, now=self.now(tx), actor=T.REAPER, policy=self.policy, rng=self.rng)
             T.undo_clock_steps(t, self.policy.reap_batch)
             reaped = T.reap(t, self.policy.reap_batch)
             if prune:
@@ -364,7 +368,7 @@ class Registry:
 
         reaped, changed = await self.store.write(run)
         if prune:
-            self._last_prune = now
+            self._last_prune = started
         if changed:
             self._notify(changed)
         return reaped
@@ -396,13 +400,14 @@ class Registry:
         """A task, why it is or is not claimable, and its latest `events` events, in one read."""
         tid = limits.task_id("task_id", task_id)
         n = limits.integer("events", events, 0, limits.MAX_EVENT_PAGE)
-        now = self.clock()
+        if n:
+            await self.store.settle()
 
         def run(tx: ReadTx) -> tuple[Task, Readiness, list[Event]] | None:
             task = tx.get_task(tid, with_blocks=True)
             if task is None:
                 return None
-            ready = readiness(task, tx.dependency_states(tid), now)
+            ready = readiness(task, tx.dependency_states(tid), self.now(tx))
             return task, ready, tx.latest_events_of_task(tid, n) if n else []
 
         found = await self.store.read(run)
@@ -443,12 +448,14 @@ class Registry:
         tid = limits.task_id("task_id", task_id)
         a = limits.integer("after", after, 0, 2**62)
         n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
+        await self.store.settle()
         return await self.store.read(lambda tx: tx.events_of_task(tid, a, n))
 
     async def events_since(self, seq: int = 0, *, limit: int = 100) -> list[Event]:
         """Events of all tasks with sequence number greater than `seq`, oldest first."""
         a = limits.integer("seq", seq, 0, 2**62)
         n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
+        await self.store.settle()
         return await self.store.read(lambda tx: tx.events_since(a, n))
 
     async def event_pages(
@@ -459,6 +466,7 @@ class Registry:
         tid = None if task_id is None else limits.task_id("task_id", task_id)
         seq = limits.integer("after", after, 0, 2**62)
         n = limits.integer("page", page, 1, limits.MAX_EVENT_PAGE)
+        await self.store.settle()
         while True:
             if tid is None:
                 events = await self.store.read(lambda tx: tx.events_since(seq, n))
@@ -472,6 +480,7 @@ class Registry:
 
     async def last_seq(self) -> int:
         """Sequence number of the newest event (0 when there are none)."""
+        await self.store.settle()
         return await self.store.read(lambda tx: tx.last_seq())
 
     async def replay(self, task_id: str) -> Task:

@@ -28,14 +28,14 @@ class Board(BaseModel):
 
 async def board(reg: Registry, limit: int = 100) -> Board:
     """The board: counts by state, held work by agent, dead letters, work blocked by failures."""
-    now = reg.clock()
-
     def read(tx: Any) -> tuple[Any, ...]:
+        now = reg.now(tx)
         held = [t for s in sorted(HELD_STATES, key=list(State).index) for t in tx.tasks_in_state(s, limit)]
         dead = tx.tasks_in_state(State.FAILED, limit)
-        return tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now), tx.count_ready(now)
+        return (now, tx.count_by_state(), held, dead, tx.blocked_by_failed(limit), tx.oldest_ready(now),
+                tx.count_ready(now))
 
-    counts, held, dead, blocked, oldest, ready = await reg.store.read(read)
+    now, counts, held, dead, blocked, oldest, ready = await reg.store.read(read)
     by_agent: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in held:
         by_agent[t.assignee or "-"].append({"id": t.id, "title": t.title, "state": t.state.value,
@@ -55,6 +55,7 @@ class ClaimOutlook(BaseModel):
     """What the open work waits for, when a claim found nothing ready for the caller."""
 
     counts: dict[State, int]
+    now: float  # when the queue was looked at, by the registry's clock
     ready_elsewhere: dict[str, int]  # ready tasks by type (all of them outside the caller's filters)
     ready_readable: bool  # whether any ready task can be read at all (damaged rows are stepped over)
     backoff: int  # PENDING, waiting out a retry backoff
@@ -65,15 +66,15 @@ class ClaimOutlook(BaseModel):
 
 async def claim_outlook(reg: Registry, limit: int = 1000) -> ClaimOutlook:
     """Why nothing was ready: counts by state, ready work by type, and what PENDING work waits for."""
-    now = reg.clock()
-
     def read(tx: Any) -> tuple[Any, ...]:
+        now = reg.now(tx)
         readable = bool(tx.list_ready(now, None, None, None, 1))
-        return (tx.count_by_state(), tx.ready_types(now, limit), readable, tx.pending_outlook(now),
+        return (now, tx.count_by_state(), tx.ready_types(now, limit), readable, tx.pending_outlook(now),
                 tx.next_backoff_end(now))
 
-    counts, ready, readable, (backoff, waiting, blocked), backoff_end = await reg.store.read(read)
-    return ClaimOutlook(counts={s: counts.get(s, 0) for s in State}, ready_elsewhere=ready, ready_readable=readable,
+    now, counts, ready, readable, (backoff, waiting, blocked), backoff_end = await reg.store.read(read)
+    return ClaimOutlook(now=now, counts={s: counts.get(s, 0) for s in State}, ready_elsewhere=ready,
+                        ready_readable=readable,
                         backoff=backoff, next_backoff_end=backoff_end, waiting=waiting, blocked=blocked)
 
 
@@ -102,12 +103,12 @@ def _group() -> dict[str, Any]:
 
 async def metrics(reg: Registry) -> Metrics:
     """Done, failed, success rate, p50/p95 times, retries, lease expiries and usage."""
-    now = reg.clock()
-
     def read(tx: Any) -> tuple[Any, ...]:
-        return tx.done_rows(), tx.counts_by_type_state(), tx.failure_counts(), tx.count_by_state(), tx.oldest_ready(now)
+        now = reg.now(tx)
+        return (now, tx.done_rows(), tx.counts_by_type_state(), tx.failure_counts(), tx.count_by_state(),
+                tx.oldest_ready(now))
 
-    done, by_type_state, failures, counts, oldest = await reg.store.read(read)
+    now, done, by_type_state, failures, counts, oldest = await reg.store.read(read)
     agents: dict[str, dict[str, Any]] = defaultdict(_group)
     types: dict[str, dict[str, Any]] = defaultdict(_group)
     for r in done:

@@ -30,6 +30,7 @@ LIMIT = 1000  # rows per read of the log-wide checks, and the most sequence brea
 async def verify(store: Store, *, batch: int = PAGE) -> list[Difference]:
     """Every problem found in `store`, those of the event sequence first, then by task id."""
     out: list[Difference] = []
+    await store.settle()
     after = 0
     while True:
         page = await store.read(lambda tx: tx.tasks_with_events(after, batch))

@@ -1,29 +1,32 @@
-"""Shared fixtures: one behaviour suite, parametrized over every store."""
+"""Shared fixtures: one behaviour suite, parametrized over every store (tests/databases.py)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from mcp_tasks import Policy, Registry
-from mcp_tasks.stores import SqliteStore, Store
 
+from .databases import KINDS, SKIPPED, TestDatabase, new_database
 from .helpers import FakeClock
 
-STORES = ["sqlite"]
 
-
-def make_store(kind: str, tmp_path) -> Store:
-    if kind == "sqlite":
-        return SqliteStore(tmp_path / "tasks.db")
-    raise AssertionError(kind)
-
-
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=KINDS)
 def store_kind(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def db(store_kind, tmp_path) -> Iterator[TestDatabase]:
+    """A fresh database of each kind (a SQLite file, a PostgreSQL schema), removed afterwards."""
+    database = new_database(store_kind, tmp_path)
+    try:
+        yield database
+    finally:
+        database.drop()
 
 
 @pytest.fixture
@@ -32,19 +35,19 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def registry(store_kind, tmp_path, clock) -> AsyncIterator[Registry]:
-    reg = Registry(make_store(store_kind, tmp_path), agent="agent-a", clock=clock, rng=random.Random(7))
+async def registry(db, clock) -> AsyncIterator[Registry]:
+    reg = Registry(db.store(), agent="agent-a", clock=clock, rng=random.Random(7))
     async with reg:
         yield reg
 
 
 @pytest.fixture
-async def make_registry(store_kind, tmp_path, clock) -> AsyncIterator[Callable[..., Registry]]:
+async def make_registry(db, clock) -> AsyncIterator[Callable[..., Any]]:
     """Registries over one database with custom policies; all closed at the end."""
     opened: list[Registry] = []
 
     async def make(policy: Policy | None = None, agent: str = "agent-a") -> Registry:
-        reg = Registry(make_store(store_kind, tmp_path), agent=agent, clock=clock, policy=policy, rng=random.Random(7))
+        reg = Registry(db.store(), agent=agent, clock=clock, policy=policy, rng=random.Random(7))
         await reg.__aenter__()
         opened.append(reg)
         return reg
@@ -52,3 +55,8 @@ async def make_registry(store_kind, tmp_path, clock) -> AsyncIterator[Callable[.
     yield make
     for reg in opened:
         await reg.__aexit__(None, None, None)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for reason in SKIPPED:
+        terminalreporter.write_line(f"NOTE: {reason}", yellow=True)

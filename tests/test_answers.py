@@ -197,7 +197,7 @@ def test_work_made_ready_after_the_claim_looked_says_claim_again():
     from mcp_tasks.reports import ClaimOutlook
     from mcp_tasks.server.views import nothing_to_claim
 
-    outlook = ClaimOutlook(counts={s: 0 for s in State} | {State.PENDING: 2}, ready_elsewhere={"code": 2},
+    outlook = ClaimOutlook(now=0.0, counts={s: 0 for s in State} | {State.PENDING: 2}, ready_elsewhere={"code": 2},
                            ready_readable=True, backoff=0, next_backoff_end=None, waiting=0, blocked=0)
     answer = nothing_to_claim(outlook, 0.0, filtered=False)
     assert answer.message == "No ready task: 2 tasks became ready just now; claim again." and answer.retry_after_s == 0

@@ -290,14 +290,32 @@ def test_a_database_from_a_newer_version_is_refused_in_one_line(tmp_path, args):
     assert snapshot(db) == before
 
 
+PG_FAILURES = [
+    ("postgresql://postgres@127.0.0.1:1/test",
+     "nothing accepts connections there (is PostgreSQL running, and are host and port right?)"),
+    ("postgresql://postgres@127.0.0.1:5432/mcp_tasks_no_such_database",
+     "that database does not exist (create it with createdb, or name another)"),
+    ("postgresql://no_such_role:s3cret@127.0.0.1:5432/test", "the user name or password was refused"),
+    ("postgresql://postgres:s3cret@db.invalid/test", "the host name cannot be resolved"),
+]
+
+
+@pytest.mark.parametrize("url, why", PG_FAILURES, ids=["refused", "no database", "no such user", "no such host"])
 @pytest.mark.parametrize("args", [["list"], ["add", "x"], ["serve"], ["serve", "--http"]])
-def test_postgresql_is_refused_until_its_store_exists(tmp_path, args):
-    out = cli(*args, "--db", "postgresql://agent:s3cret@db.example/tasks")
-    refused(out, 4, "error: PostgreSQL databases are not supported yet (the PostgreSQL store is planned): "
-                    "use a SQLite file, named with --db PATH or MCP_TASKS_DB=PATH.")
+def test_a_postgresql_url_that_cannot_be_used_gets_one_line(tmp_path, args, url, why):
+    out = cli(*args, "--db", url)
+    shown = url.replace(":s3cret", "").split("?")[0]
+    refused(out, 4, f"error: cannot connect to {shown}: {why}.")
     assert "s3cret" not in out.stderr
-    out = cli(*args, env={"MCP_TASKS_DB": "postgres://agent:s3cret@db.example/tasks"})
-    assert out.returncode == 4 and "s3cret" not in out.stderr
+
+
+def test_a_malformed_postgresql_url_gets_one_line():
+    out = cli("list", "--db", "postgresql://postgres@127.0.0.1:notaport/test")
+    refused(out, 4, "error: the database URL is not valid: Port could not be cast to integer value as 'notaport' "
+                    "(postgresql://USER@HOST:PORT/DBNAME).")
+    out = cli("list", "--db", "postgresql://postgres@127.0.0.1:5432/test?schema=Bad-Name")
+    refused(out, 4, "error: schema 'Bad-Name' in the database URL is not a plain name; use lower-case letters, "
+                    "digits and _ (e.g. ?schema=team_a).")
 
 
 @pytest.mark.parametrize("args", [["list"], ["add", "x"], ["serve"]])

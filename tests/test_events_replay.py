@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 
 import pytest
 
@@ -39,14 +38,13 @@ async def test_review_times_count_until_the_work_was_completed(registry, clock):
     assert done.state == State.DONE and done.work_time == pytest.approx(50) and done.cycle_time == pytest.approx(50)
 
 
-async def test_events_are_append_only_in_the_database(registry, tmp_path):
+async def test_events_are_append_only_in_the_database(registry, db):
     await registry.create_tasks([{"title": "x"}])
-    conn = sqlite3.connect(tmp_path / "tasks.db")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE events SET actor = 'forged'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM events")
-    conn.close()
+    await registry.last_seq()  # every event numbered (on PostgreSQL, numbering is the one update allowed)
+    for statement in ("UPDATE events SET actor = 'forged'", "DELETE FROM events"):
+        with pytest.raises(Exception, match="append-only"):
+            db.sql(statement, bypass=False)
+    assert [e.actor for e in await registry.events_since(0)] == ["agent-a"]
 
 
 async def test_events_since_pages_through_the_whole_log(registry):

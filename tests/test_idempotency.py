@@ -18,7 +18,7 @@ async def _setup(reg, state: State, review: bool = False):
 # op name -> (state to start from, call with args variant 0 or 1)
 OPS = {
     "create_tasks": (None, lambda r, tid, lease, v, rid: r.create_tasks([{"title": f"new {v}"}], request_id=rid)),
-    "schedule": (State.BACKLOG, lambda r, tid, lease, v, rid: r.schedule([tid] if v == 0 else [tid, tid[:-1] + "x"], request_id=rid)),
+    "schedule": (State.BACKLOG, lambda r, tid, lease, v, rid: r.schedule([tid] if v == 0 else [tid, "t-0000000000"], request_id=rid)),
     "claim": (State.PENDING, lambda r, tid, lease, v, rid: r.claim(tid, lease_seconds=60 + v, request_id=rid)),
     "start": (State.ASSIGNED, lambda r, tid, lease, v, rid: r.start(tid if v == 0 else "t-0000000000", lease, request_id=rid)),
     "checkpoint": (State.ACTIVE, lambda r, tid, lease, v, rid: r.checkpoint(tid, lease, data={"v": v}, request_id=rid)),

@@ -1,16 +1,17 @@
-"""verify finds every kind of tampering, by task id (or by seq), and never crashes.
+"""verify finds every kind of tampering, by task id (or by seq), and never crashes, on every store.
 
-Databases are built through the registry, then changed behind its back with the sqlite3 module,
-the way a person at the sqlite3 shell or a broken tool would (foreign keys off, the append-only
-triggers dropped where needed). Each case is checked through the registry and through the CLI
-(`mcp-tasks verify`: exit 1, the task id on stdout, no traceback).
+Databases are built through the registry, then changed behind its back the way a person at the
+database shell or a broken tool would: foreign keys off, the append-only triggers dropped
+(SQLite) or disabled (PostgreSQL, `session_replication_role = replica`). Each case is checked
+through the registry and through the CLI (`mcp-tasks verify`: exit 1, the task id on stdout, no
+traceback). Where PostgreSQL's column types rule a damage out (text in an integer column, JSON
+that does not parse), its case damages the same column in a way the types allow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ import pytest
 from mcp_tasks import Registry, State
 from mcp_tasks.errors import DamagedHistory, TaskError, TaskNotFound
 from mcp_tasks.models import Difference
-from mcp_tasks.stores import SqliteStore
 from mcp_tasks.verification import describe
 
+from .databases import TestDatabase
 from .helpers import FakeClock, drive_to
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,19 +36,15 @@ NO_DELETE = "DROP TRIGGER events_no_delete"
 NO_UPDATE = "DROP TRIGGER events_no_update"
 
 
-def tamper(store_kind: str, path: Path, *statements: Statement) -> None:
-    """Run `statements` on the database file as the sqlite3 shell would: foreign keys off (its
-    default) and, like a careless tool, CHECK constraints ignored."""
-    assert store_kind == "sqlite", f"no way to tamper with a {store_kind} store yet"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA foreign_keys = OFF")
-        conn.execute("PRAGMA ignore_check_constraints = ON")
-        for st in statements:
-            sql, params = (st, ()) if isinstance(st, str) else st
-            conn.execute(sql, params)
-    finally:
-        conn.close()
+def tamper(db: TestDatabase, *statements: Statement) -> None:
+    """Run `statements` (SQLite's placeholders) on the database as a careless tool would: foreign
+    keys and CHECK constraints (SQLite) or triggers (PostgreSQL) off."""
+    if db.kind == "postgres":
+        statements = tuple(
+            (st[0].replace("?", "%s"), st[1]) if isinstance(st, tuple) else st
+            for st in statements if st not in (NO_DELETE, NO_UPDATE)  # the triggers are off already
+        )
+    db.sql(*statements)
 
 
 def where(d: Difference) -> str:
@@ -75,6 +72,15 @@ class Case:
     tamper: Callable[[Named], list[Statement]]
     expect: Callable[[Named], list[tuple[str, str | None]]]
     says: Callable[[Named], list[str]] = field(default=lambda n: [])
+    # PostgreSQL's own way to do this damage, and what it says, where its types rule out SQLite's
+    pg_tamper: Callable[[Named], list[Statement]] | None = None
+    pg_says: Callable[[Named], list[str]] | None = None
+
+    def statements(self, kind: str, named: Named) -> list[Statement]:
+        return (self.pg_tamper if kind == "postgres" and self.pg_tamper else self.tamper)(named)
+
+    def texts(self, kind: str, named: Named) -> list[str]:
+        return (self.pg_says if kind == "postgres" and self.pg_says else self.says)(named)
 
 
 async def _done(reg: Registry) -> Named:
@@ -177,7 +183,9 @@ CASES = [
     Case("event data not JSON", _active_plus,
          lambda n: [NO_UPDATE, ("UPDATE events SET data = '{\"set\": ' WHERE seq = ?", (n["started"],))],
          lambda n: [(n["task"], "event")],
-         lambda n: [f"seq {n['started']} cannot be read: column data is not valid JSON"]),
+         lambda n: [f"seq {n['started']} cannot be read: column data is not valid JSON"],
+         lambda n: [("UPDATE events SET data = '[1, 2]' WHERE seq = ?", (n["started"],))],
+         lambda n: [f"seq {n['started']} cannot be read: column data is not a JSON object"]),
     Case("copied created event", _active_plus,
          lambda n: [("INSERT INTO events (task_id, type, from_state, to_state, actor, at, data) "
                      "SELECT task_id, type, from_state, to_state, actor, at, data FROM events WHERE seq = ?",
@@ -195,30 +203,34 @@ CASES = [
     Case("error_log not JSON", _pending_pair,
          lambda n: [("UPDATE tasks SET error_log = 'not json' WHERE id = ?", (n["task"],))],
          lambda n: [(n["task"], "row")],
-         lambda n: [f"{n['task']}  row: cannot be read: column error_log is not valid JSON"]),
+         lambda n: [f"{n['task']}  row: cannot be read: column error_log is not valid JSON"],
+         lambda n: [("UPDATE tasks SET error_log = '{\"not\": \"a list\"}' WHERE id = ?", (n["task"],))],
+         lambda n: [f"{n['task']}  row: cannot be read: column error_log is not a JSON array of objects"]),
     Case("priority holds text", _pending_pair,
          lambda n: [("UPDATE tasks SET priority = 'high' WHERE id = ?", (n["task"],))],
          lambda n: [(n["task"], "row")],
-         lambda n: [f"{n['task']}  row: cannot be read: column priority holds str, not a whole number"]),
+         lambda n: [f"{n['task']}  row: cannot be read: column priority holds str, not a whole number"],
+         lambda n: [("UPDATE tasks SET tags = '\"high\"' WHERE id = ?", (n["task"],))],
+         lambda n: [f"{n['task']}  row: cannot be read: column tags is not a JSON array of strings"]),
 ]
 
 
-def check(case: Case, named: Named, problems: list[Difference]) -> None:
+def check(case: Case, kind: str, named: Named, problems: list[Difference]) -> None:
     lines = [describe(d) for d in problems]
     expected = case.expect(named)
     assert {where(d) for d in problems} == {w for w, _ in expected}, lines
     for w, f in expected:
         assert any(where(d) == w and (f is None or d.field == f) for d in problems), (w, f, lines)
-    for text in case.says(named):
+    for text in case.texts(kind, named):
         assert any(text in line for line in lines), (text, lines)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-async def test_verify_reports_each_kind_of_tampering(registry, store_kind, case):
+async def test_verify_reports_each_kind_of_tampering(registry, db, case):
     named = await case.build(registry)
     assert await registry.verify() == []  # the problems below come from the tampering alone
-    tamper(store_kind, Path(registry.store.location), *case.tamper(named))
-    check(case, named, await registry.verify())
+    tamper(db, *case.statements(db.kind, named))
+    check(case, db.kind, named, await registry.verify())
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -226,26 +238,25 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mcp_tasks", *args], capture_output=True, text=True, env=env)
 
 
-def built(db: Path, make: Callable[[Registry], Awaitable[Named]]) -> Named:
+def built(db: TestDatabase, make: Callable[[Registry], Awaitable[Named]]) -> Named:
     async def build() -> Named:
-        async with Registry(SqliteStore(db), agent="builder", clock=FakeClock()) as reg:
+        async with Registry(db.store(), agent="builder", clock=FakeClock()) as reg:
             return await make(reg)
 
     return asyncio.run(build())
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_cli_verify_reports_each_kind_of_tampering(tmp_path, case):
-    db = tmp_path / "cli.db"
+def test_cli_verify_reports_each_kind_of_tampering(db, case):
     named = built(db, case.build)
-    tamper("sqlite", db, *case.tamper(named))
-    out = cli("verify", "--db", str(db))
+    tamper(db, *case.statements(db.kind, named))
+    out = cli("verify", "--db", db.location)
     assert "Traceback" not in out.stdout + out.stderr, out.stderr
     assert out.returncode == 1, (out.stdout, out.stderr)
     lines = out.stdout.splitlines()
     for w, f in case.expect(named):
         assert any(line.startswith(f"{w}  {f + ':' if f else ''}") for line in lines), (w, f, out.stdout)
-    for text in case.says(named):
+    for text in case.texts(db.kind, named):
         assert text in out.stdout
     assert "problem" in lines[-1] and "found" in lines[-1], lines[-1]
 
@@ -279,63 +290,61 @@ async def test_a_clean_database_verifies(registry, clock):
     assert await registry.verify() == []
 
 
-def test_cli_verify_of_a_clean_database_exits_0(tmp_path):
-    db = tmp_path / "clean.db"
-
+def test_cli_verify_of_a_clean_database_exits_0(db):
     async def build() -> None:
         clock = FakeClock()
-        async with Registry(SqliteStore(db), agent="builder", clock=clock) as reg:
+        async with Registry(db.store(), agent="builder", clock=clock) as reg:
             await _everything(reg, clock)
 
     asyncio.run(build())
-    out = cli("verify", "--db", str(db))
+    out = cli("verify", "--db", db.location)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("ok: 5 tasks") and "Traceback" not in out.stderr
 
 
-async def test_bad_rows_do_not_stop_verify_at_any_page_boundary(registry, store_kind):
+async def test_bad_rows_do_not_stop_verify_at_any_page_boundary(registry, db):
     first = await pending(registry, "bad error_log")
-    second = await pending(registry, "bad priority")
+    second = await pending(registry, "bad tags")
     third = await pending(registry, "forged title")
-    tamper(store_kind, Path(registry.store.location),
-           ("UPDATE tasks SET error_log = '[' WHERE id = ?", (first,)),
-           ("UPDATE tasks SET priority = 'x' WHERE id = ?", (second,)),
+    bad_log, bad_tags = ("'['", "'x'") if db.kind == "sqlite" else ("'{}'", "'[1]'")  # what each store's types allow
+    tamper(db,
+           (f"UPDATE tasks SET error_log = {bad_log} WHERE id = ?", (first,)),
+           (f"UPDATE tasks SET tags = {bad_tags} WHERE id = ?", (second,)),
            ("UPDATE tasks SET title = 'forged' WHERE id = ?", (third,)))
     for batch in (1, 2, 500):
         found = {(d.task_id, d.field) for d in await registry.verify(batch=batch)}
         assert found == {(first, "row"), (second, "row"), (third, "title")}, batch
 
 
-async def test_replay_of_a_damaged_history_is_a_clear_task_error(registry, store_kind):
+async def test_replay_of_a_damaged_history_is_a_clear_task_error(registry, db):
     named = await _active_plus(registry)
-    path = Path(registry.store.location)
-    tamper(store_kind, path, NO_UPDATE, ("UPDATE events SET to_state = 'LOST' WHERE seq = ?", (named["started"],)))
+    tamper(db, NO_UPDATE, ("UPDATE events SET to_state = 'LOST' WHERE seq = ?", (named["started"],)))
     with pytest.raises(DamagedHistory, match=f"event {named['started']} cannot be read") as info:
         await registry.replay(named["task"])
     assert isinstance(info.value, TaskError) and info.value.task_id == named["task"]
-    tamper(store_kind, path, NO_DELETE, ("DELETE FROM events WHERE seq = ?", (named["created"],)))
+    tamper(db, NO_DELETE, ("DELETE FROM events WHERE seq = ?", (named["created"],)))
     with pytest.raises(DamagedHistory, match="is not 'created': earlier events are missing"):
         await registry.replay(named["task"])
-    tamper(store_kind, path, ("DELETE FROM events WHERE task_id = ?", (named["bystander"],)))
+    tamper(db, ("DELETE FROM events WHERE task_id = ?", (named["bystander"],)))
     with pytest.raises(TaskNotFound):
         await registry.replay(named["bystander"])
 
 
-def test_cli_replay_reports_damaged_or_incomplete_histories(tmp_path):
-    db = tmp_path / "replay.db"
+def test_cli_replay_reports_damaged_or_incomplete_histories(db):
     named = built(db, _assigned_then_more)
-    tamper("sqlite", db, ("DELETE FROM tasks WHERE id = ?", (named["later"],)))
-    out = cli("replay", named["later"], "--db", str(db))
+    tamper(db, ("DELETE FROM tasks WHERE id = ?", (named["later"],)))
+    out = cli("replay", named["later"], "--db", db.location)
     assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
     assert '"title": "later"' in out.stdout and f"{named['later']}  row: no task row, but 1 event" in out.stderr
 
-    tamper("sqlite", db, NO_DELETE, ("DELETE FROM events WHERE seq = ?", (named["created"],)))
-    out = cli("replay", named["task"], "--db", str(db))
+    tamper(db, NO_DELETE, ("DELETE FROM events WHERE seq = ?", (named["created"],)))
+    out = cli("replay", named["task"], "--db", db.location)
     assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
     assert f"{named['task']}  created: no 'created' event" in out.stderr
 
-    tamper("sqlite", db, NO_UPDATE, ("UPDATE events SET data = 'x' WHERE seq = ?", (named["claimed"],)))
-    out = cli("replay", named["task"], "--db", str(db))
+    bad = "'x'" if db.kind == "sqlite" else "'[]'"
+    tamper(db, NO_UPDATE, (f"UPDATE events SET data = {bad} WHERE seq = ?", (named["claimed"],)))
+    out = cli("replay", named["task"], "--db", db.location)
     assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
     assert f"{named['task']}  event: seq {named['claimed']} cannot be read" in out.stderr
 
@@ -354,14 +363,14 @@ def test_sequence_runs_from_breaks():
     assert len(seq_runs(breaks, 7, 9, 2)) == 2
 
 
-async def test_a_shredded_log_lists_a_bounded_number_of_holes(registry, store_kind):
+async def test_a_shredded_log_lists_a_bounded_number_of_holes(registry, db):
     from mcp_tasks.verification import LIMIT
 
     for _ in range(5):
         await registry.create_tasks([{"title": f"t{i}"} for i in range(500)])
     last = await registry.last_seq()
     assert last > 2 * LIMIT + 2
-    tamper(store_kind, Path(registry.store.location), NO_DELETE, "DELETE FROM events WHERE seq % 2 = 0")
+    tamper(db, NO_DELETE, "DELETE FROM events WHERE seq % 2 = 0")
     problems = await registry.verify()
     holes = [d for d in problems if d.field == "missing"]
     assert len(holes) == LIMIT and holes[0].seq == 2 and holes[-1].seq == 2 * LIMIT

@@ -166,7 +166,7 @@ async def bench_list(b: Bench, total: int | None) -> Figure:
             return [s.id for s in (await reg.list_available(limit=50)).items]
 
         async def naive() -> list[str]:
-            now = reg.clock()
+            now = time.time()
             return await reg.store.read(lambda tx: sqlite_bench.naive_list_ready(cast(SqliteTx, tx).conn, now, 50))
 
         if await ours() != await naive():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ class AppState:
     trust_agent_header: bool = False
     reaper_interval: float = 5.0
     poll_interval: float = 0.5
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] | None = None  # None: the store's clock
     registry: Registry = field(default=None)  # type: ignore[assignment]
     follower: ChangeFollower | None = None
     users: int = 0
@@ -88,7 +87,7 @@ def create_server(
     trust_agent_header: bool = False,
     reaper_interval: float = 5.0,
     poll_interval: float = 0.5,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] | None = None,
     log_level: str = "WARNING",
 ) -> MCPServer:
     """An MCP server over the registry in `db` (a SQLite file)."""
@@ -119,6 +118,7 @@ def create_server(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(registry.run_reaper, app.reaper_interval)
                     tg.start_soon(follower.run)
+                    tg.start_soon(registry.store.watch, follower.poke)  # other hosts' changes (PostgreSQL)
                     try:
                         yield app
                     finally:

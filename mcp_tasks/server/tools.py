@@ -84,7 +84,7 @@ def build_tools(app: Any) -> list[Tool]:
                               actor=app.caller(ctx), request_id=request_id)
         if got is None:
             outlook = await reports.claim_outlook(reg)
-            return V.nothing_to_claim(outlook, reg.clock(), filtered=bool(capabilities or tags))
+            return V.nothing_to_claim(outlook, outlook.now, filtered=bool(capabilities or tags))
         return V.ClaimResult(task=V.detail(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
 
     @thin

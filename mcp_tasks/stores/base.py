@@ -66,6 +66,11 @@ class OrphanEdge(NamedTuple):
 class ReadTx(Protocol):
     """Queries available inside any transaction."""
 
+    def now(self) -> float:
+        """This transaction's time by the store's clock, epoch seconds (the database server's on
+        PostgreSQL, so hosts with skewed clocks agree; the host's wall clock on SQLite)."""
+        ...
+
     def get_task(self, task_id: str, *, with_blocks: bool = False) -> Task | None: ...
 
     def dependency_states(self, task_id: str) -> dict[str, State]: ...
@@ -249,4 +254,15 @@ class Store(Protocol):
 
     async def read(self, fn: Callable[[ReadTx], T]) -> T:
         """Run `fn` on one consistent read snapshot."""
+        ...
+
+    async def settle(self) -> None:
+        """Give every committed event its place in the log's order (`seq`) that can have one now.
+        Stores whose writers commit one at a time (SQLite) number events as they are written and
+        have nothing to do; readers of the log by seq call this first."""
+        ...
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Call `wake()` whenever another process may have added events, until cancelled. Returns at
+        once for a store with no such signal (SQLite: followers poll)."""
         ...

@@ -204,6 +204,12 @@ class SqliteStore:
             raise StoreUnavailable("the database is not open (the server is starting or stopping)")
         return await self._reader.run(partial(self._read_tx, fn))
 
+    async def settle(self) -> None:
+        """SQLite's single writer numbers events as it writes them: nothing to do."""
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """No signal crosses processes on SQLite: followers poll."""
+
     # ---- copies
     async def copy_to(self, dest: str | Path) -> None:
         """Write a consistent copy of the whole database to `dest` without ever writing to this one.

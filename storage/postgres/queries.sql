@@ -1,0 +1,341 @@
+-- Named queries of the PostgreSQL store: the same names as storage/sqlite/queries.sql (a test holds
+-- the two files to that). Parameters are %(name)s; lists are arrays; JSON travels as text and is
+-- stored as jsonb (the store reads jsonb back as text). Parameters that may be NULL are cast, so
+-- PostgreSQL knows their type. Reads that a write transaction decides on lock what they read.
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = %(id)s;
+
+-- name: get_task_for_update
+-- A write transaction's read of a task it may change: locked until commit, so two writers never
+-- both decide on the same version (the second reads what the first committed).
+SELECT * FROM tasks WHERE id = %(id)s FOR UPDATE;
+
+-- name: task_depends_on
+SELECT depends_on FROM deps WHERE task_id = %(id)s ORDER BY depends_on;
+
+-- name: dependency_states
+SELECT d.depends_on AS id, t.state AS state
+FROM deps d JOIN tasks t ON t.id = d.depends_on
+WHERE d.task_id = %(id)s;
+
+-- name: states_of
+SELECT id, state FROM tasks WHERE id = ANY(%(ids)s::text[]);
+
+-- name: states_of_for_share
+-- The tasks a new dependency names, locked against change until commit: a dependency cannot
+-- become DONE between reading its state and writing the edge (its unmet_deps would be lost).
+SELECT id, state FROM tasks WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR SHARE;
+
+-- name: depends_on_many
+SELECT task_id, depends_on FROM deps WHERE task_id = ANY(%(ids)s::text[]);
+
+-- name: dependents
+SELECT task_id FROM deps WHERE depends_on = %(id)s ORDER BY task_id;
+
+-- name: next_ready
+-- The best ready task no other transaction holds: SKIP LOCKED passes over rows another claim is
+-- taking at this moment, so concurrent claims never wait for or collide with each other.
+SELECT * FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0
+  AND (not_before IS NULL OR not_before <= %(now)s)
+  AND (%(caps)s::text[] IS NULL OR type = ANY(%(caps)s::text[]))
+  AND (%(tags)s::text[] IS NULL OR tags @> to_jsonb(%(tags)s::text[]))
+  AND NOT (id = ANY(%(skip)s::text[]))
+ORDER BY priority DESC, created_at, num
+LIMIT 1
+FOR UPDATE SKIP LOCKED;
+
+-- name: list_ready
+SELECT id, title, type, priority, tags, created_at, retry_count,
+       checkpoint_data IS NOT NULL AS has_checkpoint, num
+FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0
+  AND (not_before IS NULL OR not_before <= %(now)s)
+  AND (%(caps)s::text[] IS NULL OR type = ANY(%(caps)s::text[]))
+  AND (%(tags)s::text[] IS NULL OR tags @> to_jsonb(%(tags)s::text[]))
+  AND (%(after_priority)s::integer IS NULL OR priority < %(after_priority)s::integer
+       OR (priority = %(after_priority)s::integer
+           AND (created_at > %(after_created)s::float8
+                OR (created_at = %(after_created)s::float8 AND num > %(after_num)s::bigint))))
+ORDER BY priority DESC, created_at, num
+LIMIT %(limit)s;
+
+-- name: expired_leases
+SELECT * FROM tasks
+WHERE state IN ('ASSIGNED', 'ACTIVE') AND lease_expires_at <= %(now)s
+ORDER BY lease_expires_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: leases_from_the_future
+-- Running leases that expire further ahead than their length: set by a clock that has since
+-- stepped back. The reaper brings them back to at most one lease length from now.
+SELECT * FROM tasks
+WHERE state IN ('ASSIGNED', 'ACTIVE') AND lease_expires_at > %(now)s + %(shortest)s
+  AND lease_expires_at > %(now)s + COALESCE(lease_seconds, %(default_length)s)
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: backoffs_from_the_future
+-- Retry backoffs that end further ahead than the longest backoff (a backward clock step).
+SELECT * FROM tasks
+WHERE state = 'PENDING' AND not_before > %(now)s + %(cap)s
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: insert_task
+INSERT INTO tasks (
+    id, title, description, type, priority, tags, state, assignee, created_at, assigned_at,
+    started_at, completed_at, retry_count, max_retries, error_log, checkpoint_data,
+    checkpoint_note, progress, checkpoint_timestamp, cycle_time, wait_time, work_time, result,
+    artifacts, version, schema_version, created_by, requires_review, reviewer, lease_hash,
+    lease_expires_at, lease_seconds, not_before, unmet_deps, usage_tokens, usage_api_calls,
+    usage_cost, updated_at, lease_end)
+VALUES (
+    %(id)s, %(title)s, %(description)s, %(type)s, %(priority)s, %(tags)s::jsonb, %(state)s, %(assignee)s,
+    %(created_at)s, %(assigned_at)s, %(started_at)s, %(completed_at)s, %(retry_count)s, %(max_retries)s,
+    %(error_log)s::jsonb, %(checkpoint_data)s::jsonb, %(checkpoint_note)s, %(progress)s,
+    %(checkpoint_timestamp)s, %(cycle_time)s, %(wait_time)s, %(work_time)s, %(result)s::jsonb,
+    %(artifacts)s::jsonb, %(version)s, %(schema_version)s, %(created_by)s, %(requires_review)s, %(reviewer)s,
+    %(lease_hash)s, %(lease_expires_at)s, %(lease_seconds)s, %(not_before)s, %(unmet_deps)s,
+    %(usage_tokens)s, %(usage_api_calls)s, %(usage_cost)s, %(updated_at)s, %(lease_end)s);
+
+-- name: update_task
+-- Compare-and-set: applies only if nobody changed the task since it was read.
+UPDATE tasks SET
+    title = %(title)s, description = %(description)s, type = %(type)s, priority = %(priority)s,
+    tags = %(tags)s::jsonb, state = %(state)s, assignee = %(assignee)s, assigned_at = %(assigned_at)s,
+    started_at = %(started_at)s, completed_at = %(completed_at)s, retry_count = %(retry_count)s,
+    max_retries = %(max_retries)s, error_log = %(error_log)s::jsonb,
+    checkpoint_data = %(checkpoint_data)s::jsonb, checkpoint_note = %(checkpoint_note)s,
+    progress = %(progress)s, checkpoint_timestamp = %(checkpoint_timestamp)s, cycle_time = %(cycle_time)s,
+    wait_time = %(wait_time)s, work_time = %(work_time)s, result = %(result)s::jsonb,
+    artifacts = %(artifacts)s::jsonb, version = %(version)s, schema_version = %(schema_version)s,
+    requires_review = %(requires_review)s, reviewer = %(reviewer)s, lease_hash = %(lease_hash)s,
+    lease_expires_at = %(lease_expires_at)s, lease_seconds = %(lease_seconds)s, not_before = %(not_before)s,
+    unmet_deps = %(unmet_deps)s, usage_tokens = %(usage_tokens)s, usage_api_calls = %(usage_api_calls)s,
+    usage_cost = %(usage_cost)s, updated_at = %(updated_at)s, lease_end = %(lease_end)s
+WHERE id = %(id)s AND version = %(expected_version)s AND state = %(expected_state)s;
+
+-- name: insert_dep
+INSERT INTO deps (task_id, depends_on) VALUES (%(task_id)s, %(depends_on)s);
+
+-- name: delete_dep
+DELETE FROM deps WHERE task_id = %(task_id)s AND depends_on = %(depends_on)s;
+
+-- name: insert_event
+-- seq stays NULL: the sequencer numbers the event once its transaction has committed.
+INSERT INTO events (task_id, type, from_state, to_state, actor, at, data)
+VALUES (%(task_id)s, %(type)s, %(from_state)s, %(to_state)s, %(actor)s, %(at)s, %(data)s::jsonb)
+RETURNING pos;
+
+-- name: events_of_task
+SELECT * FROM events WHERE task_id = %(id)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: events_of_task_latest
+SELECT * FROM (SELECT * FROM events WHERE task_id = %(id)s AND seq IS NOT NULL ORDER BY seq DESC LIMIT %(limit)s) AS e
+ORDER BY seq;
+
+-- name: events_since
+SELECT * FROM events WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: last_seq
+SELECT seq FROM event_head;
+
+-- name: events_of_tasks
+-- Every committed event of the tasks, numbered or not, in the order they were written.
+SELECT * FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
+
+-- name: depends_on_of_tasks
+SELECT task_id, depends_on FROM deps WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, depends_on;
+
+-- name: find_tasks
+SELECT * FROM tasks
+WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(assignee)s::text IS NULL OR assignee = %(assignee)s::text)
+  AND (%(tag)s::text IS NULL OR tags ? %(tag)s::text)
+  AND (%(text)s::text IS NULL OR strpos(lower(title), lower(%(text)s::text)) > 0
+       OR strpos(lower(description), lower(%(text)s::text)) > 0)
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND (%(after_created)s::float8 IS NULL OR created_at < %(after_created)s::float8
+       OR (created_at = %(after_created)s::float8 AND num < %(after_num)s::bigint))
+ORDER BY created_at DESC, num DESC
+LIMIT %(limit)s;
+
+-- name: count_by_state
+SELECT state, COUNT(*) AS n FROM tasks GROUP BY state;
+
+-- name: blocked_by_failed
+SELECT d.task_id AS id, d.depends_on AS dep, x.state AS dep_state
+FROM deps d
+JOIN tasks x ON x.id = d.depends_on
+JOIN tasks t ON t.id = d.task_id
+WHERE x.state IN ('CANCELLED', 'FAILED') AND t.state IN ('BACKLOG', 'PENDING')
+ORDER BY d.task_id, d.depends_on
+LIMIT %(limit)s;
+
+-- name: unmet_mismatches
+SELECT id, unmet_deps, actual FROM (
+    SELECT t.id AS id, t.unmet_deps AS unmet_deps,
+           (SELECT COUNT(*) FROM deps d JOIN tasks x ON x.id = d.depends_on
+            WHERE d.task_id = t.id AND x.state <> 'DONE') AS actual
+    FROM tasks t) AS counted
+WHERE unmet_deps <> actual;
+
+-- name: task_ids_with_prefix
+SELECT id FROM tasks WHERE id >= %(prefix)s AND id < %(prefix)s || '~' ORDER BY id LIMIT %(limit)s;
+
+-- name: get_request
+-- Locks the request's key first: a repeat that arrives while the first call still runs waits for
+-- it, then finds its answer (instead of running a second time).
+SELECT r.op, r.args_hash, r.response
+FROM (SELECT pg_advisory_xact_lock(hashtextextended(%(client)s || chr(31) || %(request_id)s, 0))) AS locked
+LEFT JOIN requests r ON r.client = %(client)s AND r.request_id = %(request_id)s
+WHERE r.client IS NOT NULL;
+
+-- name: put_request
+-- A request answered again as new (a claim whose lease has ended) replaces its stored answer.
+INSERT INTO requests (client, request_id, actor, op, args_hash, response, at)
+VALUES (%(client)s, %(request_id)s, %(actor)s, %(op)s, %(args_hash)s, %(response)s, %(at)s)
+ON CONFLICT (client, request_id) DO UPDATE SET
+    actor = excluded.actor, op = excluded.op, args_hash = excluded.args_hash,
+    response = excluded.response, at = excluded.at;
+
+-- name: prune_requests
+DELETE FROM requests WHERE at < %(before)s;
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: table_names
+SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema();
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (%(version)s, %(name)s, %(at)s);
+
+-- name: schema_objects
+-- Tables with their columns, constraints, indexes and triggers in the store's schema, for the
+-- migrated-equals-fresh test.
+SELECT 'column' AS type, table_name || '.' || column_name AS name, table_name AS tbl_name,
+       data_type || ' ' || is_nullable || ' ' || COALESCE(column_default, '') AS sql
+FROM information_schema.columns WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'
+UNION ALL
+SELECT 'index', indexname, tablename, indexdef FROM pg_indexes
+WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'
+UNION ALL
+SELECT 'constraint', conname, conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint
+WHERE connamespace = current_schema()::regnamespace AND conrelid <> 'schema_migrations'::regclass
+UNION ALL
+SELECT 'trigger', tgname, tgrelid::regclass::text, pg_get_triggerdef(oid) FROM pg_trigger
+WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = current_schema()::regnamespace)
+ORDER BY 1, 2;
+
+-- name: tasks_in_state
+SELECT * FROM tasks WHERE state = %(state)s ORDER BY updated_at DESC LIMIT %(limit)s;
+
+-- name: oldest_ready
+SELECT MIN(created_at) AS created_at FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= %(now)s);
+
+-- name: done_rows
+SELECT id, assignee, type, wait_time, work_time, cycle_time, retry_count,
+       usage_tokens, usage_api_calls, usage_cost
+FROM tasks WHERE state = 'DONE';
+
+-- name: counts_by_type_state
+SELECT type, state, COUNT(*) AS n, SUM(retry_count) AS retries FROM tasks GROUP BY type, state;
+
+-- name: failure_counts
+SELECT type, actor, data ->> 'holder' AS holder, COUNT(*) AS n
+FROM events WHERE type IN ('failed', 'lease_expired', 'retried')
+GROUP BY type, actor, holder;
+
+-- name: assignees_with_prefix
+SELECT DISTINCT assignee FROM tasks
+WHERE assignee IS NOT NULL AND left(assignee, length(%(prefix)s)) = %(prefix)s
+ORDER BY assignee LIMIT %(limit)s;
+
+-- name: next_backoff_end
+SELECT MIN(not_before) AS at FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0 AND not_before > %(now)s;
+
+-- name: count_ready
+SELECT COUNT(*) AS n FROM tasks
+WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= %(now)s);
+
+-- name: ready_types
+-- Ready tasks by type, counting at most :limit of them (why a filtered claim found nothing).
+SELECT type, COUNT(*) AS n FROM (
+    SELECT type FROM tasks
+    WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= %(now)s)
+    LIMIT %(limit)s) AS ready
+GROUP BY type ORDER BY n DESC, type;
+
+-- name: pending_outlook
+-- What PENDING tasks that are not ready wait for: a retry backoff, dependencies still in
+-- progress, or a dependency that is CANCELLED or dead-lettered (blocked for good).
+SELECT
+    COUNT(*) FILTER (WHERE unmet_deps = 0 AND not_before > %(now)s) AS backoff,
+    COUNT(*) FILTER (WHERE unmet_deps > 0 AND NOT blocked) AS waiting,
+    COUNT(*) FILTER (WHERE unmet_deps > 0 AND blocked) AS blocked
+FROM (
+    SELECT unmet_deps, not_before,
+           EXISTS (SELECT 1 FROM deps d JOIN tasks x ON x.id = d.depends_on
+                   WHERE d.task_id = t.id AND x.state IN ('CANCELLED', 'FAILED')) AS blocked
+    FROM tasks t WHERE state = 'PENDING') AS pending;
+
+-- ---------------------------------------------------------------- verification
+-- What `verify` asks besides replaying every task (see the SQLite file). Numbered events only:
+-- verify lets the sequencer catch up first and reports events it could not number.
+
+-- name: tasks_page
+-- Task rows in insertion order (num never fails to read, unlike a damaged id).
+SELECT * FROM tasks WHERE num > %(after)s ORDER BY num LIMIT %(limit)s;
+
+-- name: event_seq_summary
+-- seq_is_key: seq still has its unique index, so it cannot repeat.
+SELECT (SELECT COUNT(seq) FROM events) AS n,
+       (SELECT MIN(seq) FROM events) AS first,
+       (SELECT MAX(seq) FROM events) AS last,
+       EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+               WHERE i.indrelid = 'events'::regclass AND i.indisunique AND i.indnatts = 1
+                 AND a.attname = 'seq') AS seq_is_key;
+
+-- name: event_seq_high_water
+-- The highest seq ever handed out (the sequencer's head), even if those events are gone.
+SELECT seq FROM event_head;
+
+-- name: event_seq_breaks
+-- Each numbered event whose seq is not one more than the seq before it (0 before the first).
+SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, 0::bigint) OVER (ORDER BY seq) AS prev
+                       FROM events WHERE seq IS NOT NULL) AS s
+WHERE seq <> prev + 1
+ORDER BY seq
+LIMIT %(limit)s;
+
+-- name: event_tasks_without_row
+SELECT task_id, n, first_seq, last_seq FROM (
+    SELECT task_id, COUNT(*) AS n, MIN(seq) AS first_seq, MAX(seq) AS last_seq
+    FROM events WHERE task_id > %(after)s GROUP BY task_id) AS g
+WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = g.task_id)
+ORDER BY task_id
+LIMIT %(limit)s;
+
+-- name: deps_without_rows
+SELECT d.task_id, d.depends_on,
+       EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.task_id) AS task_has_row,
+       EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.depends_on) AS dependency_has_row
+FROM deps d
+WHERE (d.task_id, d.depends_on) > (%(after_task)s, %(after_dep)s)
+  AND (NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.task_id)
+       OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.depends_on))
+ORDER BY d.task_id, d.depends_on
+LIMIT %(limit)s;
