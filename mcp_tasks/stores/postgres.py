@@ -300,6 +300,9 @@ class PostgresStore:
             except StoreError as exc:  # the next write, reader or follower numbers it
                 log.info("numbering events later: %s", exc.problem)
                 return
+            except Exception as exc:  # noqa: BLE001 - never an unretrieved task error; the next pass retries
+                log.warning("numbering events failed: %s", exc)
+                return
 
     async def watch(self, wake: Callable[[], None]) -> None:
         """Call `wake()` whenever any process announces numbered events, until cancelled; LISTENs on
