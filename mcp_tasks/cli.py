@@ -183,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     mcp = create_server(
         db, agent=args.agent or config.default_agent(), policy=policy,
         synchronous=synchronous, trust_agent_header=args.http,
-        reaper_interval=args.reaper_interval, log_level=args.log_level.upper(),
+        reaper_interval=args.reaper_interval, log_level=args.log_level.upper(), pool_size=args.pool_size,
     )
     if args.http:
         print(f"mcp-tasks: serving http://{args.host}:{args.port}/mcp (health: /healthz)", file=sys.stderr)
@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="mcp-tasks", description="A task registry shared by LLM agents over MCP.")
     p.add_argument("--version", action="version", version=f"mcp-tasks {__version__}")
     common = Parser(add_help=False)
-    common.add_argument("--db", help=f"SQLite file (default: ${config.ENV_DB} or {config.default_db()})")
+    common.add_argument("--db", help=f"SQLite file or postgresql:// URL (default: ${config.ENV_DB} or "
+                                     f"{config.default_db()})")
     common.add_argument("--sync", choices=config.SYNC_VALUES, type=str.lower,
                         help="SQLite durability: full (default, survives power loss) or normal (faster)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -389,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"default lease length (default {Policy.lease_seconds:g})")
     s.add_argument("--reaper-interval", type=bounded(float, 0.1, 3600), default=5.0,
                    help="seconds between lease sweeps, 0.1 to 3600 (default 5)")
+    s.add_argument("--pool-size", type=bounded(int, 1, 100), default=None,
+                   help="PostgreSQL: database connections of this server, 1 to 100 (default 8)")
     s.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     s.set_defaults(run=cmd_serve, sync_command=True)
 
@@ -442,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_replay, reads=True)
 
     s = sub.add_parser("demo", help="watch simulated agents share a registry over MCP (20-30 s)")
+    s.add_argument("--db", help="run on this empty database (a SQLite file or postgresql:// URL) instead of a "
+                                "temporary SQLite file")
     s.add_argument("--seed", type=int, default=7, help="seed of the simulated work (default 7)")
     s.add_argument("--keep", action="store_true", help="keep the temporary database and print its path")
     s.add_argument("--verbose", action="store_true", help="also log every checkpoint")

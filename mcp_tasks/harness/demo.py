@@ -32,6 +32,7 @@ from mcp.types import TextContent
 
 from .. import reports
 from ..display import table
+from ..errors import StoreUnavailable
 from ..models import Event
 from ..registry import Registry
 from ..states import State
@@ -387,15 +388,19 @@ async def summary(demo: Demo, reg: Registry) -> bool:
 async def run(args: argparse.Namespace) -> int:
     """Run the whole demo; 0 when every task ended DONE and replay found no difference."""
     tmp = tempfile.mkdtemp(prefix="mcp-tasks-demo-")
-    db = str(Path(tmp) / "demo.db")
+    db = getattr(args, "db", None) or str(Path(tmp) / "demo.db")
     demo = Demo(db, args.seed, args.verbose)
     ok = False
     try:
+        store = make_store(db, synchronous="NORMAL")
         print(f"mcp-tasks demo: {len(WORKERS)} workers and a lead, one `mcp-tasks serve` process each, "
-              f"sharing {db}")
+              f"sharing {store.location}")
         print(f"leases last {LEASE_SECONDS}s, reapers sweep every {REAPER_INTERVAL}s; "
               f"{VICTIM} will be killed mid-task\n", flush=True)
-        async with Registry(make_store(db, synchronous="NORMAL"), agent="demo") as reg:
+        async with Registry(store, agent="demo") as reg:
+            if sum((await reg.counts()).values()):
+                raise StoreUnavailable(f"{store.location} already holds tasks; the demo needs an empty registry "
+                                       "(on PostgreSQL, a new ?schema=NAME gives one)")
             try:
                 with anyio.fail_after(args.timeout):
                     async with anyio.create_task_group() as tg:
@@ -411,9 +416,9 @@ async def run(args: argparse.Namespace) -> int:
             ok = await summary(demo, reg)
     finally:
         demo.flush()  # also on Ctrl-C: show what happened so far
-        if args.keep:
+        if args.keep and not getattr(args, "db", None):
             print(f"\ndatabase kept: {db}\n  try: mcp-tasks stats --db {db}")
-        else:
+        else:  # a database the user named is theirs; the temporary folder goes either way
             shutil.rmtree(tmp, ignore_errors=True)
     print("demo ok" if ok else "demo FAILED: not every task is DONE or replay differs", flush=True)
     return 0 if ok else 1

@@ -45,6 +45,7 @@ class AppState:
     reaper_interval: float = 5.0
     poll_interval: float = 0.5
     clock: Callable[[], float] | None = None  # None: the store's clock
+    pool_size: int | None = None  # PostgreSQL connections (None: the store's default)
     registry: Registry = field(default=None)  # type: ignore[assignment]
     follower: ChangeFollower | None = None
     users: int = 0
@@ -89,12 +90,13 @@ def create_server(
     poll_interval: float = 0.5,
     clock: Callable[[], float] | None = None,
     log_level: str = "WARNING",
+    pool_size: int | None = None,
 ) -> MCPServer:
-    """An MCP server over the registry in `db` (a SQLite file)."""
+    """An MCP server over the registry in `db` (a SQLite file or a postgresql:// URL)."""
     app = AppState(
         db=db, agent=limits.agent(agent), policy=policy or Policy(), synchronous=synchronous,
         trust_agent_header=trust_agent_header, reaper_interval=reaper_interval, poll_interval=poll_interval,
-        clock=clock,
+        clock=clock, pool_size=pool_size,
     )
     bus = InMemorySubscriptionBus()
 
@@ -108,8 +110,8 @@ def create_server(
             finally:
                 app.users -= 1
             return
-        registry = Registry(make_store(app.db, synchronous=app.synchronous), agent=app.agent,
-                            policy=app.policy, clock=app.clock)
+        store = make_store(app.db, synchronous=app.synchronous, pool_max=app.pool_size)
+        registry = Registry(store, agent=app.agent, policy=app.policy, clock=app.clock)
         async with registry:
             follower = ChangeFollower(registry, publisher(bus, legacy), app.poll_interval)
             stop_listening = registry.add_listener(follower.poke)

@@ -130,6 +130,7 @@ class PostgresStore:
         self._seq = sql_files.queries("postgres", "sequencer.sql")
         self._numbering: asyncio.Task[None] | None = None
         self._renumber = False
+        self._ready = False  # open() finished: the schema is there
 
     # ---- lifecycle
     def _configure(self, conn: Any) -> None:
@@ -166,6 +167,7 @@ class PostgresStore:
             from .postgres_schema import migrate
 
             await anyio.to_thread.run_sync(lambda: migrate(self._pool, self.schema, self.location, self.create))
+            self._ready = True
         except BaseException:
             await self.close()
             raise
@@ -177,11 +179,12 @@ class PostgresStore:
         try:
             if self._numbering is not None:
                 await self._numbering
-            await self.settle()
+            if self._ready:
+                await self.settle()
         except StoreError as exc:
             log.warning("closing without numbering the latest events: %s", exc.problem)
         finally:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._ready = self._pool, None, False
             await anyio.to_thread.run_sync(pool.close)
 
     # ---- transactions
