@@ -130,6 +130,8 @@ def update(
         if missing:
             raise InvalidInput(f"{task.id} does not depend on {', '.join(missing)}; its depends_on is {deps}")
         new = [d for d in add_deps if d not in deps and d not in remove_deps]
+        if new:  # two concurrent edits must not each miss the cycle the other one closes
+            t.tx.lock_dependency_graph()
         if task.id in new:
             raise DependencyError(f"dependency cycle: {task.id} -> {task.id}", path=[task.id, task.id])
         states = t.tx.states_of(sorted(set(new) | set(remove_deps)))

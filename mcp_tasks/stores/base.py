@@ -206,6 +206,11 @@ class WriteTx(ReadTx, Protocol):
 
     def dependents(self, task_id: str) -> list[str]: ...
 
+    def lock_dependency_graph(self) -> None:
+        """Hold every other transaction that adds dependency edges until this one ends, so that a
+        cycle check sees the edges they add (a no-op where writers are serialised anyway)."""
+        ...
+
     def append_event(
         self,
         task_id: str,

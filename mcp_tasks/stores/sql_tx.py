@@ -239,6 +239,9 @@ class SqlTx:
     def dependents(self, task_id: str) -> list[str]:
         return [r["task_id"] for r in self._all("dependents", {"id": task_id})]
 
+    def lock_dependency_graph(self) -> None:
+        self._all("lock_dependency_graph")
+
     def append_event(
         self,
         task_id: str,

@@ -33,6 +33,11 @@ SELECT task_id, depends_on FROM deps WHERE task_id = ANY(%(ids)s::text[]);
 -- name: dependents
 SELECT task_id FROM deps WHERE depends_on = %(id)s ORDER BY task_id;
 
+-- name: lock_dependency_graph
+-- One transaction at a time adds dependency edges (until it commits), so each cycle check sees
+-- the edges the others added: two concurrent edits A -> B and B -> A cannot both pass.
+SELECT pg_advisory_xact_lock(5571413298880675843) AS held;
+
 -- name: next_ready
 -- The best ready task no other transaction holds: SKIP LOCKED passes over rows another claim is
 -- taking at this moment, so concurrent claims never wait for or collide with each other.

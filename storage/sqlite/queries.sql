@@ -29,6 +29,10 @@ SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_ea
 -- name: dependents
 SELECT task_id FROM deps WHERE depends_on = :id ORDER BY task_id;
 
+-- name: lock_dependency_graph
+-- Edges are added under the single writer's lock already: nothing more to hold.
+SELECT 1 AS held;
+
 -- name: next_ready
 -- INDEXED BY: walk the ready index in claim order; blocked tasks are not in it at all. :skip
 -- names damaged rows the store has already stepped over.
