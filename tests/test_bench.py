@@ -1,5 +1,5 @@
-"""`mcp-tasks bench`: every row is printed (never the timings), its databases are valid, and a
-user's database given with --db is never changed."""
+"""`mcp-tasks bench`: every row is printed (never the timings), its databases are valid, a user's
+database given with --db is never changed, and --postgres leaves no schema behind."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 from mcp_tasks import Registry
-from mcp_tasks.harness import bench, bench_data, sqlite_bench
+from mcp_tasks.harness import bench, bench_data, postgres_bench, sqlite_bench
 from mcp_tasks.stores import SqliteStore
+from mcp_tasks.stores.postgres import PostgresStore
+
+from .databases import pg_base
 
 ROOT = Path(__file__).parent.parent
 NUMBER = r"\d[\d,]*(\.\d+)?(e[+-]?\d+)?"
@@ -45,10 +48,61 @@ def assert_rows(out: str, names: list[str]) -> None:
         assert re.fullmatch(NUMBER + "x", ratio), row[0]
 
 
-def test_quick_run_prints_every_row_with_value_reference_and_ratio():
-    out = run_bench()
-    assert_rows(out, bench.row_names(quick=True))
-    assert "listed different tasks" not in out and "claims of" not in out, out
+def bench_schemas(url: str) -> set[str]:
+    """Schemas a bench run may make in the database at `url` (any run's, not only this test's)."""
+    with postgres_bench.connect(url, autocommit=True) as conn:
+        return {r["name"] for r in conn.execute(postgres_bench.bench_queries()["bench_schemas"],
+                                                {"prefix": "mcp_tasks_bench_"})}
+
+
+def test_quick_run_on_both_stores_prints_every_row_and_leaves_no_schema_behind():
+    """One quick run with --postgres, as CI runs the bench: SQLite's rows and PostgreSQL's (claims,
+    list_available, cross-server latency), each with value, reference and ratio; the schemas it made
+    are gone afterwards, and the schema the URL names is never created."""
+    base = pg_base()
+    out = run_bench("--postgres", postgres_bench.with_schema(base, "mcp_tasks_bench_named"))
+    assert_rows(out, bench.row_names(quick=True, postgres=True))
+    assert out.splitlines()[2].startswith("postgres: PostgreSQL "), out
+    assert "listed different tasks" not in out and "claims of" not in out and "never published" not in out, out
+    prefix = re.search(r"^note: PostgreSQL figures were measured in schemas (mcp_tasks_bench_[0-9a-f]+_)\*, all dropped",
+                       out, re.MULTILINE)
+    assert prefix is not None, out
+    assert not {s for s in bench_schemas(base) if s.startswith(prefix.group(1)) or s == "mcp_tasks_bench_named"}
+
+
+def test_postgres_option_with_an_unreachable_server_says_so_in_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_tasks.harness.bench", "--quick", "--postgres", "postgresql://nobody@127.0.0.1:1/x"],
+        check=False, capture_output=True, text=True, timeout=120, env=bench_data.child_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: cannot connect to postgresql://nobody@"), \
+        proc.stderr
+
+
+async def test_postgres_raw_loops_claim_each_ready_task_once_and_the_naive_scan_agrees():
+    schemas = postgres_bench.Schemas(pg_base())
+    try:
+        async with Registry(PostgresStore(schemas.url_of("t")), agent="check") as reg:
+            await bench_data.populate_blocked_outranking(reg, 61)
+            listed = [s.id for s in (await reg.list_available(limit=50)).items]
+            now = time.time()
+            naive = await reg.store.read(lambda tx: postgres_bench.naive_list_ready(tx.conn, now, 50))
+            assert naive == listed and len(listed) == 31  # 30 ready, and the task the blocked ones wait on
+        await postgres_bench.fresh_registry_schema(schemas.url_of("copy"), schemas.name("t"))
+        assert postgres_bench.counts(schemas.url_of("copy")) == postgres_bench.counts(schemas.url_of("t"))
+        with postgres_bench.connect(schemas.url_of("copy")) as conn:
+            assert postgres_bench.claim_loop(conn, 20, counter=True) == 20
+            assert postgres_bench.claim_loop(conn, 20) == 11
+            head = conn.execute("SELECT seq FROM bench_head").fetchall()
+            ids = [r["id"] for r in conn.execute("SELECT id FROM bench_events ORDER BY id").fetchall()]
+        assert [h["seq"] for h in head] == [20] and ids == list(range(1, 32))
+        async with Registry(PostgresStore(schemas.url_of("copy")), agent="check") as copy:
+            assert (await copy.claim()) is None
+            assert (await copy.counts())["ASSIGNED"] == 31
+    finally:
+        schemas.drop_all()
+    assert schemas.left() == []
 
 
 def test_db_option_measures_a_copy_and_never_changes_the_users_file(tmp_path):

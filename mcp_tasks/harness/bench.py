@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from ..errors import StoreError
 from ..registry import Registry
 from ..stores import SqliteStore
 from ..stores.sqlite_tx import SqliteTx
@@ -36,7 +37,9 @@ DESCRIPTION = (
     "vs a naive dependency scan; one MCP tool call over stdio and server cold start vs a bare "
     "MCPServer; server memory (RSS) vs a bare MCPServer. Prints one table (ratio = value / "
     "reference value). The full run takes a minute or more (it builds a 100k-task, 1M-event database); "
-    "--quick takes seconds."
+    "--quick takes seconds. --postgres URL adds the PostgreSQL store's rows: claims/s vs raw psycopg loops "
+    "(1 and 16 connections), list_available(50), and cross-server notification latency, measured in new "
+    "schemas that are dropped afterwards."
 )
 
 
@@ -101,8 +104,9 @@ class Bench:
         return path
 
 
-def row_names(quick: bool, db: str | None = None) -> list[str]:
-    """The measure column of every row a run prints (the test checks each is there)."""
+def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> list[str]:
+    """The measure column of every row a run prints (the test checks each is there); `postgres`:
+    with the rows of --postgres."""
     sizes = QUICK if quick else FULL
     names = ["claims/s, registry, 1 process", "claims/s, registry, 4 processes"]
     if db is None:
@@ -110,6 +114,10 @@ def row_names(quick: bool, db: str | None = None) -> list[str]:
     else:
         names.append("list_available(50), --db copy")
     names += ["MCP tool call over stdio", "cold start to first tools/list", "server RSS"]
+    if postgres:
+        from . import postgres_figures
+
+        names += postgres_figures.row_names(quick)
     return names
 
 
@@ -354,8 +362,9 @@ def _short(n: int) -> str:
 
 
 async def run(quick: bool = False, db: str | None = None, synchronous: str = "FULL",
-              say: Callable[[str], None] | None = None) -> tuple[list[Figure], list[str]]:
-    """Every benchmark (small with `quick`; on a copy of `db` when given); returns (figures, notes)."""
+              say: Callable[[str], None] | None = None, postgres: str | None = None) -> tuple[list[Figure], list[str]]:
+    """Every benchmark (small with `quick`; on a copy of `db` when given; and the PostgreSQL rows,
+    in schemas of their own on the server at `postgres`, when given); returns (figures, notes)."""
     with tempfile.TemporaryDirectory(prefix="mcp-tasks-bench-") as tmp:
         b = Bench(Path(tmp), QUICK if quick else FULL, synchronous.upper())
         if say is not None:
@@ -369,6 +378,10 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         figures.append(await bench_mcp_call(b))
         figures.append(await bench_cold_start(b))
         figures.append(await bench_rss(b))
+        if postgres is not None:
+            from . import postgres_figures
+
+            figures += await postgres_figures.run(b, postgres)
         return figures, b.notes
 
 
@@ -423,6 +436,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds (for CI)")
     parser.add_argument("--sync", choices=["full", "normal"], default="full", type=str.lower,
                         help="SQLite synchronous mode for the measured writes, ours and references (default full)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also measure the PostgreSQL store on this server (postgresql://USER@HOST:PORT/DBNAME): "
+                             "every figure is taken in new schemas that are dropped afterwards; the schema the URL "
+                             "names and all other data are never touched")
 
 
 async def cmd_bench(args: argparse.Namespace) -> int:
@@ -430,8 +447,24 @@ async def cmd_bench(args: argparse.Namespace) -> int:
     if args.db is not None and not Path(args.db).is_file():
         print(f"error: no database file at {args.db}", file=sys.stderr)
         return 2
+    postgres = getattr(args, "postgres", None)
+    server = None
+    if postgres is not None:
+        try:
+            from . import postgres_bench
+        except ImportError:
+            print("error: --postgres needs psycopg and psycopg_pool: pip install 'mcp-tasks[postgres]'", file=sys.stderr)
+            return 2
+        try:
+            server = await asyncio.to_thread(postgres_bench.server_info, postgres)
+        except StoreError as exc:
+            print(f"error: {exc.problem}", file=sys.stderr)
+            return 2
     print(machine(args.sync, args.quick, args.db), flush=True)
-    figures, notes = await run(quick=args.quick, db=args.db, synchronous=args.sync)
+    if server is not None:
+        print(f"postgres: PostgreSQL {server['version'].split()[0]} at {server['location']}, "
+              f"synchronous_commit={server['sync']}; measured in new schemas, dropped afterwards", flush=True)
+    figures, notes = await run(quick=args.quick, db=args.db, synchronous=args.sync, postgres=postgres)
     print(render(figures))
     for note in notes:
         print(f"note: {note}")
@@ -439,7 +472,7 @@ async def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mcp_tasks.harness.bench [--quick] [--db PATH] [--sync full|normal]`."""
+    """`python -m mcp_tasks.harness.bench [--quick] [--db PATH] [--sync full|normal] [--postgres URL]`."""
     parser = argparse.ArgumentParser(prog="mcp-tasks bench", description=DESCRIPTION)
     add_arguments(parser)
     return asyncio.run(cmd_bench(parser.parse_args(argv)))

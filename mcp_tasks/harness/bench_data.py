@@ -155,12 +155,20 @@ def claims_rate(kind: str, db: Path, processes: int, limit: int, synchronous: st
     counted claims; each also makes WARM_UP uncounted claims first, so `db` needs
     `processes * (limit + WARM_UP)` ready tasks.
     """
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "mcp_tasks.harness.bench_data", kind, str(db), synchronous, str(limit), f"bench-{kind}-{i}"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
-        )
+    return run_claimers(kind, [
+        ["mcp_tasks.harness.bench_data", kind, str(db), synchronous, str(limit), f"bench-{kind}-{i}"]
         for i in range(processes)
+    ])
+
+
+def run_claimers(kind: str, commands: list[list[str]]) -> tuple[float, int]:
+    """Start one `python -m COMMAND...` claiming process per command, let them open and warm up,
+    start them together, and return (aggregate claims/s, claims) over the span from the first start
+    to the last stop."""
+    procs = [
+        subprocess.Popen([sys.executable, "-m", *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env=child_env())
+        for command in commands
     ]
     try:
         for p in procs:
