@@ -107,7 +107,7 @@ async def run_task(
 async def main(argv: list[str] | None = None) -> int:
     """Run the work loop until nothing is ready or --max-tasks tasks are finished."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--db", required=True, help="SQLite file shared with the other agents")
+    p.add_argument("--db", required=True, help="the database shared with the other agents: a SQLite file or a postgresql:// URL")
     p.add_argument("--agent", default=f"agent-{os.getpid()}", help="this agent's name")
     p.add_argument("--max-tasks", type=int, default=None, help="stop after finishing N tasks (completed or failed)")
     p.add_argument("--capability", action="append", default=[], help="task type this agent does (repeatable)")

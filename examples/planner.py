@@ -45,7 +45,7 @@ def plan(goal: str) -> list[dict[str, Any]]:
 async def main(argv: list[str] | None = None) -> int:
     """Create the plan, then show the ids by key, the board and the ready tasks."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--db", required=True, help="SQLite file the agents share")
+    p.add_argument("--db", required=True, help="the database the agents share: a SQLite file or a postgresql:// URL")
     p.add_argument("--goal", default="Publish the 1.0 release notes", help="what the plan should achieve")
     args = p.parse_args(argv)
 

@@ -504,14 +504,15 @@ class Registry:
         return {s: found.get(s, 0) for s in State}
 
     async def complete_ids(self, prefix: str, limit: int = 50) -> list[str]:
-        """Task ids starting with `prefix` (for completions)."""
-        if not isinstance(prefix, str) or len(prefix) > 40:
+        """Task ids starting with `prefix` (for completions). No id holds a NUL, which PostgreSQL
+        cannot take in a text parameter: such a prefix completes to nothing."""
+        if not isinstance(prefix, str) or len(prefix) > 40 or "\x00" in prefix:
             return []
         return await self.store.read(lambda tx: tx.task_ids_with_prefix(prefix, limit))
 
     async def complete_agents(self, prefix: str, limit: int = 50) -> list[str]:
-        """Agent names (assignees) starting with `prefix` (for completions)."""
-        if not isinstance(prefix, str) or len(prefix) > limits.MAX_AGENT:
+        """Agent names (assignees) starting with `prefix` (for completions; none holds a NUL)."""
+        if not isinstance(prefix, str) or len(prefix) > limits.MAX_AGENT or "\x00" in prefix:
             return []
         return await self.store.read(lambda tx: tx.assignees_with_prefix(prefix, limit))
 

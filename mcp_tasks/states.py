@@ -76,6 +76,9 @@ INITIAL_STATES = frozenset({State.BACKLOG, State.PENDING})
 TERMINAL_STATES = frozenset({State.DONE, State.CANCELLED})
 # States in which a claimer holds a running lease that the reaper watches.
 LEASED_STATES = frozenset({State.ASSIGNED, State.ACTIVE})
+# States of work not started yet, waiting for its dependencies: a dependency that failed or was
+# cancelled (rules.FAILED_WORK) blocks it, and the board lists it as blocked by failed work.
+WAITING_STATES = frozenset({State.BACKLOG, State.PENDING})
 # States in which a task belongs to its assignee: the lease from the latest claim still identifies
 # them, with or without a running expiry (APPROVED passes to DONE in the approving transaction).
 HELD_STATES = frozenset({State.ASSIGNED, State.ACTIVE, State.PAUSED, State.REVIEW})

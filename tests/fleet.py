@@ -1,4 +1,7 @@
-"""A fleet of agent processes on one SQLite file, and the checks run on what they leave behind."""
+"""A fleet of agent processes on one database, and the checks run on what they leave behind.
+
+`db` is a location as `--db` takes it (a SQLite file or a postgresql:// URL): every agent's server
+process opens it, and the checks read it back through a registry."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from mcp_tasks import Registry, State
 from mcp_tasks.models import Event
-from mcp_tasks.stores import SqliteStore
+from mcp_tasks.stores import make_store
 
 AGENT = Path(__file__).parent / "programs" / "mcp_agent.py"
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +26,7 @@ LEGAL = set(State)
 async def make_plan(db: str, count: int, rng: random.Random, max_retries: int = 10) -> dict[str, list[str]]:
     """`count` tasks in batches of 500, each depending on up to two earlier ones. Returns deps by id."""
     ids: list[str] = []
-    async with Registry(SqliteStore(db, synchronous="NORMAL"), agent="planner") as reg:
+    async with Registry(make_store(db, synchronous="NORMAL"), agent="planner") as reg:
         for start in range(0, count, 500):
             size = min(500, count - start)
             specs = []
@@ -110,7 +113,7 @@ class Fleet:
 
 
 async def all_events(db: str) -> list[Event]:
-    async with Registry(SqliteStore(db), agent="checker") as reg:
+    async with Registry(make_store(db), agent="checker") as reg:
         return [e async for page in reg.event_pages() for e in page]
 
 

@@ -1,6 +1,6 @@
 """Answers people and agents rely on, each checked against the queue as it really is: why a claim
 found nothing (every branch), the true ready count past one page, `stats` on an empty database,
-`list --type` without `--ready`."""
+`list --type` without `--ready`. On every store."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 from mcp import Client
 
 from mcp_tasks import Registry
 from mcp_tasks.server import create_server
-from mcp_tasks.stores import SqliteStore
+from mcp_tasks.stores import make_store
 
 from .helpers import FakeClock
 from .server_helpers import ROOT, Agent
@@ -35,7 +36,7 @@ async def empty_claim(db: str, clock: FakeClock, **filters: list[str]) -> str:
 async def build(db: str, clock: FakeClock, specs: list[dict], then: str | None = None) -> list[str]:
     """Tasks from `specs`; `then` moves the first one: claim, start, review (complete into REVIEW),
     fail (retryable, into a backoff), dead (fail for good), cancel."""
-    async with Registry(SqliteStore(db), agent="planner", clock=clock) as reg:
+    async with Registry(make_store(db), agent="planner", clock=clock) as reg:
         ids = (await reg.create_tasks(specs)).ids
         if then is None:
             return ids
@@ -58,116 +59,116 @@ def plain(title: str, **kw) -> dict:
     return {"title": title, **kw}
 
 
-async def test_nothing_at_all(tmp_path):
+async def test_nothing_at_all(db):
     clock = FakeClock()
-    assert await empty_claim(str(tmp_path / "t.db"), clock) == "No ready task: no open work at all."
+    assert await empty_claim(db.location, clock) == "No ready task: no open work at all."
 
 
-async def test_ready_work_of_another_type_is_named_not_called_blocked(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    await build(db, clock, [plain("write docs", type="docs"), plain("more docs", type="docs"), plain("code", type="code")])
-    async with Registry(SqliteStore(db), agent="x", clock=clock) as reg:
+async def test_ready_work_of_another_type_is_named_not_called_blocked(db):
+    location, clock = db.location, FakeClock()
+    await build(location, clock, [plain("write docs", type="docs"), plain("more docs", type="docs"), plain("code", type="code")])
+    async with Registry(make_store(location), agent="x", clock=clock) as reg:
         await reg.claim(capabilities=["code"], actor="coder")  # the only code task is taken
-    message = await empty_claim(db, clock, capabilities=["code"])
+    message = await empty_claim(location, clock, capabilities=["code"])
     assert message == ("No ready task matches your filters: 2 ready tasks need other capabilities or tags "
                        "(by type: docs 2); 1 in progress.")
     assert "blocked" not in message
 
 
-async def test_tags_filter_alone_is_a_filter_too(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    await build(db, clock, [plain("untagged")])
-    message = await empty_claim(db, clock, tags=["gpu"])
+async def test_tags_filter_alone_is_a_filter_too(db):
+    location, clock = db.location, FakeClock()
+    await build(location, clock, [plain("untagged")])
+    message = await empty_claim(location, clock, tags=["gpu"])
     assert message == ("No ready task matches your filters: 1 ready task needs other capabilities or tags "
                        "(by type: general 1).")
 
 
-async def test_without_filters_it_never_mentions_filters(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    await build(db, clock, [plain("first"), plain("second")], then="claim")
-    async with Registry(SqliteStore(db), agent="x", clock=clock) as reg:
+async def test_without_filters_it_never_mentions_filters(db):
+    location, clock = db.location, FakeClock()
+    await build(location, clock, [plain("first"), plain("second")], then="claim")
+    async with Registry(make_store(location), agent="x", clock=clock) as reg:
         await reg.claim(actor="other")
-    message = await empty_claim(db, clock)
+    message = await empty_claim(location, clock)
     assert message == "No ready task: 2 in progress."
 
 
-async def test_a_retry_backoff_says_when(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    await build(db, clock, [plain("flaky")], then="fail")
-    message = await empty_claim(db, clock)
+async def test_a_retry_backoff_says_when(db):
+    location, clock = db.location, FakeClock()
+    await build(location, clock, [plain("flaky")], then="fail")
+    message = await empty_claim(location, clock)
     assert message.startswith("No ready task: a retried task becomes ready in ") and message.endswith("s.")
 
 
-async def test_dependencies_in_progress(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    async with Registry(SqliteStore(db), agent="planner", clock=clock) as reg:
+async def test_dependencies_in_progress(db):
+    location, clock = db.location, FakeClock()
+    async with Registry(make_store(location), agent="planner", clock=clock) as reg:
         ids = (await reg.create_tasks([{"key": "a", "title": "a"}, {"key": "b", "title": "b", "depends_on": ["a"]},
                                        {"key": "c", "title": "c", "depends_on": ["a"]}])).ids
         await reg.claim(ids[0], actor="worker")
-    assert await empty_claim(db, clock) == "No ready task: 2 waiting for dependencies still in progress; 1 in progress."
+    assert await empty_claim(location, clock) == "No ready task: 2 waiting for dependencies still in progress; 1 in progress."
 
 
-async def test_review_and_backlog(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    await build(db, clock, [plain("reviewed", requires_review=True)], then="review")
-    async with Registry(SqliteStore(db), agent="planner", clock=clock) as reg:
+async def test_review_and_backlog(db):
+    location, clock = db.location, FakeClock()
+    await build(location, clock, [plain("reviewed", requires_review=True)], then="review")
+    async with Registry(make_store(location), agent="planner", clock=clock) as reg:
         await reg.create_tasks([{"title": "later"}], ready=False)
-    assert await empty_claim(db, clock) == "No ready task: 1 in REVIEW waiting for a reviewer; 1 in BACKLOG until scheduled."
+    assert await empty_claim(location, clock) == "No ready task: 1 in REVIEW waiting for a reviewer; 1 in BACKLOG until scheduled."
 
 
-async def test_blocked_by_failed_work_only_when_something_failed(tmp_path):
-    for how in ("dead", "cancel"):
-        db, clock = str(tmp_path / f"{how}.db"), FakeClock()
-        async with Registry(SqliteStore(db), agent="planner", clock=clock) as reg:
-            ids = (await reg.create_tasks([{"key": "a", "title": "a", "max_retries": 0},
-                                           {"key": "b", "title": "b", "depends_on": ["a"]}])).ids
-            if how == "cancel":
-                await reg.cancel(ids[0], "dropped")
-            else:
-                claim = await reg.claim(ids[0], actor="worker")
-                assert claim is not None
-                await reg.start(ids[0], claim.lease, actor="worker")
-                await reg.fail(ids[0], claim.lease, "broken", retryable=False, actor="worker")
-        message = await empty_claim(db, clock)
-        assert message == ("No ready task: 1 blocked by failed or cancelled work "
-                           "(a planner must retry, cancel or rewire it)."), how
+@pytest.mark.parametrize("how", ["dead", "cancel"])
+async def test_blocked_by_failed_work_only_when_something_failed(db, how):
+    location, clock = db.location, FakeClock()
+    async with Registry(make_store(location), agent="planner", clock=clock) as reg:
+        ids = (await reg.create_tasks([{"key": "a", "title": "a", "max_retries": 0},
+                                       {"key": "b", "title": "b", "depends_on": ["a"]}])).ids
+        if how == "cancel":
+            await reg.cancel(ids[0], "dropped")
+        else:
+            claim = await reg.claim(ids[0], actor="worker")
+            assert claim is not None
+            await reg.start(ids[0], claim.lease, actor="worker")
+            await reg.fail(ids[0], claim.lease, "broken", retryable=False, actor="worker")
+    message = await empty_claim(location, clock)
+    assert message == ("No ready task: 1 blocked by failed or cancelled work "
+                       "(a planner must retry, cancel or rewire it).")
 
 
-async def test_the_ready_count_is_true_past_one_page(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    async with Registry(SqliteStore(db), agent="planner", clock=clock) as reg:
+async def test_the_ready_count_is_true_past_one_page(db):
+    location, clock = db.location, FakeClock()
+    async with Registry(make_store(location), agent="planner", clock=clock) as reg:
         await reg.create_tasks([{"title": f"t{i}"} for i in range(250)])
-    async with Client(create_server(db, agent="viewer", clock=clock)) as client:
+    async with Client(create_server(location, agent="viewer", clock=clock)) as client:
         assert (await Agent(client).read("tasks://board"))["ready"] == 250
-    stats = cli("stats", "--db", db)
+    stats = cli("stats", "--db", location)
     assert "ready now: 250" in stats.stdout
-    assert json.loads(cli("stats", "--json", "--db", db).stdout)["board"]["ready"] == 250
+    assert json.loads(cli("stats", "--json", "--db", location).stdout)["board"]["ready"] == 250
 
 
-async def test_stats_on_an_empty_database(tmp_path):
-    db = str(tmp_path / "t.db")
-    assert cli("init", "--db", db).returncode == 0
-    out = cli("stats", "--db", db)
+async def test_stats_on_an_empty_database(db):
+    location = db.location
+    assert cli("init", "--db", location).returncode == 0
+    out = cli("stats", "--db", location)
     assert out.returncode == 0 and out.stdout.splitlines()[0] == "queue: empty"
 
 
-async def test_list_by_type_without_ready(tmp_path):
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    ids = await build(db, clock, [plain("c1", type="code"), plain("d1", type="docs"), plain("c2", type="code")],
+async def test_list_by_type_without_ready(db):
+    location, clock = db.location, FakeClock()
+    ids = await build(location, clock, [plain("c1", type="code"), plain("d1", type="docs"), plain("c2", type="code")],
                       then="claim")
-    out = cli("list", "--type", "code", "--db", db)
+    out = cli("list", "--type", "code", "--db", location)
     listed = {line.split()[0] for line in out.stdout.splitlines()[2:]}
     assert listed == {ids[0], ids[2]}  # the claimed one too: without --ready, every state
-    both = cli("list", "--type", "code", "--type", "docs", "--db", db)
+    both = cli("list", "--type", "code", "--type", "docs", "--db", location)
     assert len(both.stdout.splitlines()[2:]) == 3
 
 
-async def test_refusals_carry_code_and_data_beside_the_message(tmp_path):
+async def test_refusals_carry_code_and_data_beside_the_message(db):
     from .server_helpers import stdio_params
 
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    (tid,) = await build(db, clock, [plain("not yet claimed")])
-    async with Client(stdio_params(db, "worker")) as client:
+    location, clock = db.location, FakeClock()
+    (tid,) = await build(location, clock, [plain("not yet claimed")])
+    async with Client(stdio_params(location, "worker")) as client:
         result = await client.call_tool("start", {"task_id": tid, "lease": "not-a-lease-of-mine"})
     assert result.is_error
     text = result.content[0].text  # type: ignore[union-attr]
@@ -177,16 +178,14 @@ async def test_refusals_carry_code_and_data_beside_the_message(tmp_path):
         "code": "lease", "task_id": tid, "state": "PENDING", "allowed": ["cancel", "claim", "update_task"]}
 
 
-async def test_ready_work_that_cannot_be_read_is_not_called_claimable(tmp_path):
-    import sqlite3
-
-    db, clock = str(tmp_path / "t.db"), FakeClock()
-    (tid,) = await build(db, clock, [plain("damaged")])
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE tasks SET tags = 'not json' WHERE id = ?", (tid,))
-    conn.commit()
-    conn.close()
-    message = await empty_claim(db, clock)
+async def test_ready_work_that_cannot_be_read_is_not_called_claimable(db):
+    location, clock = db.location, FakeClock()
+    (tid,) = await build(location, clock, [plain("damaged")])
+    if db.kind == "sqlite":
+        db.sql(("UPDATE tasks SET tags = 'not json' WHERE id = ?", (tid,)))
+    else:  # jsonb holds only JSON: damage it as its type allows
+        db.sql(("UPDATE tasks SET tags = '[1]' WHERE id = %s", (tid,)))
+    message = await empty_claim(location, clock)
     assert message == "No ready task: 1 ready task cannot be read (damaged rows: `mcp-tasks verify` names them)."
 
 

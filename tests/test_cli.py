@@ -1,4 +1,6 @@
-"""The CLI on the same registry: init, add, list, show, verify; database location rules."""
+"""The CLI on the same registry: init, add, list, show, verify, people's commands, events --follow,
+stats, replay on every store (the `db` fixture's location as --db); the rules for where the
+default SQLite file lives, and a refusal before any database is opened, on SQLite alone."""
 
 from __future__ import annotations
 
@@ -20,28 +22,28 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> su
     return out
 
 
-def test_add_list_show_verify(tmp_path):
-    db = str(tmp_path / "cli.db")
-    assert "database ready" in run("init", "--db", db).stdout
-    first = run("add", "Write the spec", "--db", db, "-p", "8", "--tag", "docs").stdout.strip()
-    second = run("add", "Build it", "--db", db, "--depends-on", first, "-t", "code").stdout.strip()
+def test_add_list_show_verify(db):
+    location = db.location
+    assert "database ready" in run("init", "--db", location).stdout
+    first = run("add", "Write the spec", "--db", location, "-p", "8", "--tag", "docs").stdout.strip()
+    second = run("add", "Build it", "--db", location, "--depends-on", first, "-t", "code").stdout.strip()
     assert first.startswith("t-") and second.startswith("t-")
-    listing = run("list", "--db", db).stdout
+    listing = run("list", "--db", location).stdout
     assert first in listing and second in listing and "PENDING" in listing
-    ready = run("list", "--ready", "--db", db).stdout
+    ready = run("list", "--ready", "--db", location).stdout
     assert first in ready and second not in ready
-    shown = run("show", second, "--db", db).stdout
+    shown = run("show", second, "--db", location).stdout
     assert "waiting for 1 dependencies" in shown and first in shown and "created" in shown
-    assert "every stored task equals the replay" in run("verify", "--db", db).stdout
+    assert "every stored task equals the replay" in run("verify", "--db", location).stdout
 
 
-def test_errors_are_clear_and_exit_nonzero(tmp_path):
-    db = str(tmp_path / "cli.db")
-    out = run("add", "x", "--db", db, "--depends-on", "t-0000000000", check=False)
+def test_errors_are_clear_and_exit_nonzero(db):
+    location = db.location
+    out = run("add", "x", "--db", location, "--depends-on", "t-0000000000", check=False)
     assert out.returncode == 3 and "unknown tasks" in out.stderr
-    out = run("show", "nope", "--db", db, check=False)
+    out = run("show", "nope", "--db", location, check=False)
     assert out.returncode == 3 and "not a task id" in out.stderr
-    out = run("add", "x", "--db", db, "-p", "11", check=False)
+    out = run("add", "x", "--db", location, "-p", "11", check=False)
     assert out.returncode == 2 and "argument -p/--priority: must be between 1 and 10, not 11" in out.stderr
 
 
@@ -62,19 +64,19 @@ def test_database_location_flag_env_and_default(tmp_path):
         assert (data_home / "mcp-tasks" / "tasks.db").exists()
 
 
-def test_people_review_cancel_retry_and_schedule_from_the_cli(tmp_path):
+def test_people_review_cancel_retry_and_schedule_from_the_cli(db):
     import asyncio
 
     from mcp_tasks import Registry
-    from mcp_tasks.stores import SqliteStore
+    from mcp_tasks.stores import make_store
 
-    db = str(tmp_path / "cli.db")
-    reviewed = run("add", "Needs review", "--db", db, "--review").stdout.strip()
-    dead = run("add", "Will die", "--db", db, "--max-retries", "0").stdout.strip()
-    later = run("add", "Later", "--db", db, "--backlog").stdout.strip()
+    location = db.location
+    reviewed = run("add", "Needs review", "--db", location, "--review").stdout.strip()
+    dead = run("add", "Will die", "--db", location, "--max-retries", "0").stdout.strip()
+    later = run("add", "Later", "--db", location, "--backlog").stdout.strip()
 
     async def work() -> None:
-        async with Registry(SqliteStore(db), agent="worker") as reg:
+        async with Registry(make_store(location), agent="worker") as reg:
             for tid, finish in ((reviewed, "complete"), (dead, "fail")):
                 claim = await reg.claim(tid)
                 await reg.start(tid, claim.lease)
@@ -84,14 +86,14 @@ def test_people_review_cancel_retry_and_schedule_from_the_cli(tmp_path):
                     await reg.fail(tid, claim.lease, "broken", retryable=False)
 
     asyncio.run(work())
-    own = run("review", reviewed, "--approve", "--db", db, "--agent", "worker", check=False)
+    own = run("review", reviewed, "--approve", "--db", location, "--agent", "worker", check=False)
     assert own.returncode == 3 and "cannot review it" in own.stderr
-    assert "REVIEW" in run("show", reviewed, "--db", db).stdout
-    assert f"{reviewed} DONE (reviewed by alice)" in run("review", reviewed, "--approve", "-m", "ok", "--db", db, "--agent", "alice").stdout
-    assert f"{dead} PENDING" in run("retry", dead, "--db", db).stdout
-    assert f"{dead} CANCELLED" in run("cancel", dead, "-r", "obsolete", "--db", db).stdout
-    assert f"{later} PENDING" in run("schedule", later, "--db", db).stdout
-    assert "every stored task equals the replay" in run("verify", "--db", db).stdout
+    assert "REVIEW" in run("show", reviewed, "--db", location).stdout
+    assert f"{reviewed} DONE (reviewed by alice)" in run("review", reviewed, "--approve", "-m", "ok", "--db", location, "--agent", "alice").stdout
+    assert f"{dead} PENDING" in run("retry", dead, "--db", location).stdout
+    assert f"{dead} CANCELLED" in run("cancel", dead, "-r", "obsolete", "--db", location).stdout
+    assert f"{later} PENDING" in run("schedule", later, "--db", location).stdout
+    assert "every stored task equals the replay" in run("verify", "--db", location).stdout
 
 
 def test_serve_refuses_a_nonsense_lease(tmp_path):
@@ -103,23 +105,23 @@ def test_serve_refuses_a_nonsense_lease(tmp_path):
     assert not (tmp_path / "x.db").exists()
 
 
-def test_events_follow_stats_and_replay(tmp_path):
+def test_events_follow_stats_and_replay(db):
     import asyncio
     import queue
     import threading
 
     from mcp_tasks import Registry
-    from mcp_tasks.stores import SqliteStore
+    from mcp_tasks.stores import make_store
 
-    db = str(tmp_path / "cli.db")
-    first = run("add", "Before following", "--db", db).stdout.strip()
+    location = db.location
+    first = run("add", "Before following", "--db", location).stdout.strip()
     follower = subprocess.Popen(
-        [sys.executable, "-m", "mcp_tasks", "events", "--follow", "--interval", "0.1", "--db", db],
+        [sys.executable, "-m", "mcp_tasks", "events", "--follow", "--interval", "0.1", "--db", location],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         async def change() -> str:
-            async with Registry(SqliteStore(db), agent="worker") as reg:
+            async with Registry(make_store(location), agent="worker") as reg:
                 claim = await reg.claim(first)
                 await reg.start(first, claim.lease)
                 await reg.complete(first, claim.lease, result="ok", usage={"tokens": 10, "api_calls": 1, "cost": 0.5})
@@ -141,7 +143,7 @@ def test_events_follow_stats_and_replay(tmp_path):
         follower.terminate()
         follower.wait(timeout=10)
         follower.stdout.close()
-    stats = run("stats", "--db", db).stdout
+    stats = run("stats", "--db", location).stdout
     assert "DONE 1" in stats and "PENDING 1" in stats and "worker" in stats
-    replay = run("replay", first, "--db", db)
+    replay = run("replay", first, "--db", location)
     assert json.loads(replay.stdout)["state"] == "DONE" and "equals the stored task" in replay.stderr

@@ -2,6 +2,11 @@
 
 Every case runs the real CLI in a subprocess and checks the exact one-line message, the exit code,
 that nothing printed a traceback, and that the path (and its directory) is exactly as it was.
+
+Most cases are about a SQLite file by nature (paths, directories, file modes, the application_id
+mark, read-only files and mounts) and use one. PostgreSQL gets its own: URLs that cannot be used,
+read commands that never create a registry; and the refusals, interrupts and piped output run
+on every store.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import pytest
 from mcp import Client
 
 from mcp_tasks import Registry
-from mcp_tasks.stores import SqliteStore
+from mcp_tasks.stores import SqliteStore, make_store
+from mcp_tasks.stores.postgres import parse_url
 from mcp_tasks.stores.sqlite_file import APPLICATION_ID
 
+from .databases import TestDatabase, new_database
 from .server_helpers import Agent, stdio_params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +73,9 @@ def snapshot(path: Path) -> dict[str, object]:
     return entries
 
 
-async def add_tasks(path: Path, tasks: int) -> list[str]:
+async def add_tasks(path: Path | str, tasks: int) -> list[str]:
     """`tasks` new tasks in a real mcp-tasks database (made if missing); returns their ids."""
-    async with Registry(SqliteStore(path), agent="setup") as reg:
+    async with Registry(make_store(str(path)), agent="setup") as reg:
         ids: list[str] = []
         while len(ids) < tasks:
             batch = [{"title": f"task {len(ids) + i}"} for i in range(min(500, tasks - len(ids)))]
@@ -76,8 +83,8 @@ async def add_tasks(path: Path, tasks: int) -> list[str]:
         return ids
 
 
-def make_db(path: Path, tasks: int = 1) -> list[str]:
-    """A real mcp-tasks database with `tasks` tasks; returns their ids."""
+def make_db(path: Path | str, tasks: int = 1) -> list[str]:
+    """A real mcp-tasks database (a SQLite file or any location) with `tasks` tasks; returns their ids."""
     return asyncio.run(add_tasks(path, tasks))
 
 
@@ -200,6 +207,18 @@ def test_read_commands_never_create_a_database(tmp_path, args):
         out = cli(*args, "--db", str(db))
         refused(out, 4, f"error: no database at {db}; create one with mcp-tasks init or name an existing one {HINT}.")
         assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("args", READS)
+def test_read_commands_never_create_a_postgresql_registry(tmp_path, args):
+    db = new_database("postgres", tmp_path)  # a schema nobody has made
+    try:
+        out = cli(*args, "--db", db.location)
+        refused(out, 4, f"error: no mcp-tasks registry at {parse_url(db.location)[2]}; create one with mcp-tasks "
+                        f"init or name an existing one {HINT}.")
+        assert db.sql(("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (db.schema,)))[0] == [(0,)]
+    finally:
+        db.drop()
 
 
 def test_write_commands_create_the_database_owner_only(tmp_path):
@@ -408,12 +427,11 @@ def test_serve_on_a_bad_database_exits_at_once_with_one_line(tmp_path, bad):
     assert snapshot(db) == before
 
 
-def test_output_piped_into_head_ends_quietly(tmp_path):
-    db = tmp_path / "t.db"
-    make_db(db, tasks=1500)
+def test_output_piped_into_head_ends_quietly(db: TestDatabase):
+    make_db(db.location, tasks=1500)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args in (["list", "-n", "100"], ["events", "--last", "5000"]):
-        proc = subprocess.Popen([sys.executable, "-m", "mcp_tasks", *args, "--db", str(db)],
+        proc = subprocess.Popen([sys.executable, "-m", "mcp_tasks", *args, "--db", db.location],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert proc.stdout is not None and proc.stderr is not None
         if args[0] == "events":  # `| head -1`: read one line, then go away while it still writes
@@ -425,14 +443,13 @@ def test_output_piped_into_head_ends_quietly(tmp_path):
         assert err == "", err
 
 
-def test_refusals_exit_3_and_an_interrupt_130(tmp_path):
-    db = tmp_path / "t.db"
-    tid = make_db(db)[0]
-    out = cli("show", "t-0000000000", "--db", str(db))
+def test_refusals_exit_3_and_an_interrupt_130(db: TestDatabase):
+    tid = make_db(db.location)[0]
+    out = cli("show", "t-0000000000", "--db", db.location)
     refused(out, 3, "error: no task has id t-0000000000", exact=False)
-    out = cli("schedule", tid, "--db", str(db))
+    out = cli("schedule", tid, "--db", db.location)
     refused(out, 3, "error: ", exact=False)
-    follower = subprocess.Popen([sys.executable, "-m", "mcp_tasks", "events", "--follow", "--db", str(db)],
+    follower = subprocess.Popen([sys.executable, "-m", "mcp_tasks", "events", "--follow", "--db", db.location],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert follower.stdout is not None and follower.stderr is not None

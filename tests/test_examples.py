@@ -1,4 +1,5 @@
-"""Run every example for real: the planner, two agent loops racing on one database, the desktop config."""
+"""Run every example for real: the planner, two agent loops racing on one database, the desktop
+config; on every store (the examples pass `--db` through to `mcp-tasks serve`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from mcp import Client, StdioServerParameters
+
+from mcp_tasks import Registry
+
+from .databases import TestDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -32,10 +37,10 @@ async def run(args: list[str], cwd: Path, timeout: float = 60) -> str:
     return out.decode()
 
 
-def server(db: Path, agent: str) -> StdioServerParameters:
+def server(db: str, agent: str) -> StdioServerParameters:
     """The registry server over stdio, as the examples start it."""
     return StdioServerParameters(command=sys.executable, env={"PYTHONPATH": str(ROOT)},
-                                 args=["-m", "mcp_tasks", "serve", "--db", str(db), "--agent", agent])
+                                 args=["-m", "mcp_tasks", "serve", "--db", db, "--agent", agent])
 
 
 async def tool(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -58,9 +63,9 @@ def test_every_example_is_covered() -> None:
         "agent_loop.py", "planner.py", "claude_desktop_config.json"}
 
 
-async def test_planner_then_two_agents_finish_the_plan(tmp_path: Path) -> None:
-    db = tmp_path / "tasks.db"
-    planned = await run([str(EXAMPLES / "planner.py"), "--db", str(db), "--goal", "Ship the example"], tmp_path)
+async def test_planner_then_two_agents_finish_the_plan(db: TestDatabase, tmp_path: Path) -> None:
+    location = db.location
+    planned = await run([str(EXAMPLES / "planner.py"), "--db", location, "--goal", "Ship the example"], tmp_path)
     by_key = dict(re.findall(r"^  (\w+)\s+(t-\S+)$", planned, re.MULTILINE))
     assert set(by_key) == {"research", "inventory", "draft", "build", "docs", "ship"}, planned
     # Only the two roots are ready at first; the board counts all six as PENDING.
@@ -68,7 +73,7 @@ async def test_planner_then_two_agents_finish_the_plan(tmp_path: Path) -> None:
     assert "board: PENDING 6; ready now: 2" in planned
 
     outputs: list[str] = []
-    async with Client(server(db, "reviewer")) as reviewer:
+    async with Client(server(location, "reviewer")) as reviewer:
         # Agents stop when nothing is ready (work-loop.md step 1), so run them in rounds; between rounds
         # a different agent approves work waiting in REVIEW and waits out retry backoff. Every round
         # ends at least one attempt (agent-a takes any type), and the plan has 6 tasks + 1 retry.
@@ -81,7 +86,7 @@ async def test_planner_then_two_agents_finish_the_plan(tmp_path: Path) -> None:
                 if t["state"] == "REVIEW":
                     await tool(reviewer, "review", {"task_id": t["id"], "approve": True, "comment": "looks right"})
             await wait_for_work(reviewer)
-            loop = [str(EXAMPLES / "agent_loop.py"), "--db", str(db), "--step-seconds", "0.05"]
+            loop = [str(EXAMPLES / "agent_loop.py"), "--db", location, "--step-seconds", "0.05"]
             outputs += await asyncio.gather(
                 run([*loop, "--agent", "agent-a"], tmp_path),
                 run([*loop, "--agent", "agent-b", "--capability", "research", "--capability", "write",
@@ -127,24 +132,24 @@ async def test_planner_then_two_agents_finish_the_plan(tmp_path: Path) -> None:
     assert draft["reviewer"] == "reviewer" != draft["assignee"]
     assert all(d["task"]["state"] == "DONE" and d["task"]["result"]["outputs"] for d in details.values())
 
-    verified = await run(["-m", "mcp_tasks", "verify", "--db", str(db)], tmp_path)
+    verified = await run(["-m", "mcp_tasks", "verify", "--db", location], tmp_path)
     assert verified.startswith("ok: 6 tasks")
 
 
-async def test_claude_desktop_config_starts_a_server(tmp_path: Path) -> None:
+async def test_claude_desktop_config_starts_a_server(db: TestDatabase) -> None:
     config = json.loads((EXAMPLES / "claude_desktop_config.json").read_text())
     entry = config["mcpServers"]["tasks"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entry["command"] in scripts  # the console script the package installs
     assert set(entry["env"]) == {"MCP_TASKS_DB"}
 
-    # Launch what the `mcp-tasks` script runs, with the config's args, and the database in tmp_path.
-    db = tmp_path / "desktop.db"
+    # Launch what the `mcp-tasks` script runs, with the config's args, and the test's database.
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_tasks", *entry["args"]],
-                                   env={**entry["env"], "MCP_TASKS_DB": str(db), "PYTHONPATH": str(ROOT)})
+                                   env={**entry["env"], "MCP_TASKS_DB": db.location, "PYTHONPATH": str(ROOT)})
     async with Client(params) as client:
         assert {t.name for t in (await client.list_tools()).tools} == TOOLS
         created = await tool(client, "create_tasks", {"tasks": [{"title": "hello from the desktop"}]})
         task = (await tool(client, "get_task", {"task_id": created["ids"][0]}))["task"]
     assert task["created_by"] == entry["args"][entry["args"].index("--agent") + 1]
-    assert db.exists()
+    async with Registry(db.store(), agent="checker") as reg:  # kept where MCP_TASKS_DB said
+        assert (await reg.get(task["id"])).title == "hello from the desktop"

@@ -1,4 +1,4 @@
-"""Hostile input through real MCP clients, for every tool.
+"""Hostile input through real MCP clients, for every tool, on every store (the `db` fixture).
 
 Each call takes valid arguments for a tool, aimed at a live task in the state the tool needs
 (so refusals come from deep in the registry as well as from argument validation), and mutates
@@ -55,6 +55,9 @@ from .server_helpers import ROOT, Agent, stdio_params
 EXAMPLES = int(os.environ.get("MCP_TASKS_HOSTILE_EXAMPLES", "25"))
 RANDOM = os.environ.get("MCP_TASKS_HOSTILE_RANDOM", "") not in ("", "0")
 MODES = ["auto", "legacy"]
+# The long sweep runs each protocol era on SQLite and the newest on PostgreSQL: what the store sees
+# (and must leave unchanged) does not depend on the era the arguments arrived in.
+STORES_AND_ERAS = [("sqlite", "auto"), ("sqlite", "legacy"), ("postgres", "auto")]
 
 # The tools as the server publishes them (schemas are static: build_tools needs no live app here).
 TOOLS = {t.name: t for t in build_tools(None)}
@@ -408,16 +411,16 @@ def hostile_run(session: Session, tool: str, examples: int, *, wire: bool = Fals
     session.still_answers()
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("store_kind, mode", STORES_AND_ERAS)
 @pytest.mark.parametrize("tool", TOOL_NAMES)
-def test_hostile_arguments_in_memory(tmp_path, tool, mode):
-    with open_session(str(tmp_path / "t.db"), mode) as session:
+def test_hostile_arguments_in_memory(db, tool, mode):
+    with open_session(db.location, mode) as session:
         hostile_run(session, tool, EXAMPLES)
 
 
-def test_hostile_arguments_over_stdio(tmp_path):
+def test_hostile_arguments_over_stdio(db):
     """A shorter run over real `mcp-tasks serve` processes: the child keeps answering throughout."""
-    with open_session(str(tmp_path / "t.db"), "legacy", stdio=True) as session:
+    with open_session(db.location, "legacy", stdio=True) as session:
         for tool in TOOL_NAMES:
             hostile_run(session, tool, max(3, EXAMPLES // 5), wire=True)
 
@@ -482,7 +485,7 @@ def _call(rid: int, name: str, arguments: str | bytes) -> bytes:
         rid, name.encode(), args)
 
 
-def test_raw_hostile_lines_over_stdio(tmp_path):
+def test_raw_hostile_lines_over_stdio(db):
     """Input no SDK client would produce: each line is refused clearly, never dropped, never a crash.
 
     A line the SDK's parser cannot take (nesting past its limit of about 195 levels, a lone
@@ -490,7 +493,7 @@ def test_raw_hostile_lines_over_stdio(tmp_path):
     request's id (the SDK's own stdio transport dropped such lines unanswered; server/stdio.py),
     and the server answers the next request as usual.
     """
-    server = RawServer(str(tmp_path / "t.db"))
+    server = RawServer(db.location)
     try:
         assert "result" in server.request(0, "initialize", {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}})
@@ -560,9 +563,9 @@ HOSTILE_URIS = [
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_hostile_resource_reads_and_completions(tmp_path, mode):
+async def test_hostile_resource_reads_and_completions(db, mode):
     """Resources refuse bad URIs as invalid parameters (never an internal error); completions stay lists."""
-    async with two_agents(str(tmp_path / "t.db"), mode) as (worker, _, registry):
+    async with two_agents(db.location, mode) as (worker, _, registry):
         tid, _ = await prepare(worker, "PENDING")
         for uri in HOSTILE_URIS:
             with pytest.raises(MCPError) as info:
@@ -686,8 +689,8 @@ LIMITS = [
 
 
 @pytest.mark.parametrize("case", LIMITS, ids=[c.name for c in LIMITS])
-async def test_documented_limits_at_the_boundary(tmp_path, case):
-    async with two_agents(str(tmp_path / "t.db")) as (worker, reviewer, registry):
+async def test_documented_limits_at_the_boundary(db, case):
+    async with two_agents(db.location) as (worker, reviewer, registry):
         agent = reviewer if case.tool == "review" else worker
         ctx: dict[str, Any] = {}
         if case.name == "schedule batch":
@@ -708,8 +711,8 @@ async def test_documented_limits_at_the_boundary(tmp_path, case):
             assert await snapshot(registry, [ctx.get("id", "")]) == before
 
 
-async def test_stored_values_at_the_limits_round_trip(tmp_path):
-    async with two_agents(str(tmp_path / "t.db")) as (worker, _, registry):
+async def test_stored_values_at_the_limits_round_trip(db):
+    async with two_agents(db.location) as (worker, _, registry):
         title, data = _text(limits.MAX_TITLE), nested(limits.MAX_JSON_DEPTH, "list")
         tid, lease = await prepare(worker, "ACTIVE", title=title, description=_text(limits.MAX_DESCRIPTION))
         await worker.call("checkpoint", task_id=tid, lease=lease, data=data, note=_text(limits.MAX_TEXT))
@@ -723,8 +726,8 @@ async def test_stored_values_at_the_limits_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_unknown_arguments_are_refused_not_ignored(tmp_path, mode):
-    async with two_agents(str(tmp_path / "t.db"), mode) as (worker, _, registry):
+async def test_unknown_arguments_are_refused_not_ignored(db, mode):
+    async with two_agents(db.location, mode) as (worker, _, registry):
         tid, _ = await prepare(worker, "PENDING")
         message = await worker.refused("update_task", task_id=tid, titel="typo")
         assert '"titel"' in message and "title" in message and "takes:" in message
@@ -736,8 +739,8 @@ async def test_unknown_arguments_are_refused_not_ignored(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_validation_messages_are_short_and_name_the_argument(tmp_path, mode):
-    async with two_agents(str(tmp_path / "t.db"), mode) as (worker, _, _):
+async def test_validation_messages_are_short_and_name_the_argument(db, mode):
+    async with two_agents(db.location, mode) as (worker, _, _):
         assert await worker.refused("get_task", task_id=5) == (
             "Error executing tool get_task: invalid arguments: task_id: input should be a valid string (got 5).")
         missing = await worker.refused("get_task")
@@ -751,9 +754,9 @@ async def test_validation_messages_are_short_and_name_the_argument(tmp_path, mod
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_text_that_looks_like_json_stays_text(tmp_path, mode):
+async def test_text_that_looks_like_json_stays_text(db, mode):
     """The SDK decodes JSON-looking strings for non-`str` arguments; text arguments must keep them."""
-    async with two_agents(str(tmp_path / "t.db"), mode) as (worker, _, _):
+    async with two_agents(db.location, mode) as (worker, _, _):
         tid, lease = await prepare(worker, "ACTIVE")
         await worker.call("update_task", task_id=tid, description='{"spec": [1, 2]}', title='["draft"]')
         await worker.call("checkpoint", task_id=tid, lease=lease, note="[1, 2, 3]", request_id='{"id": 7}')
@@ -764,8 +767,8 @@ async def test_text_that_looks_like_json_stays_text(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_sql_looking_text_is_just_text(tmp_path, mode):
-    async with two_agents(str(tmp_path / "t.db"), mode) as (worker, _, registry):
+async def test_sql_looking_text_is_just_text(db, mode):
+    async with two_agents(db.location, mode) as (worker, _, registry):
         titles = ["'; DROP TABLE tasks; --", "100% done", "snake_case", "back\\slash", "plain"]
         ids = (await worker.call("create_tasks", tasks=[{"title": t} for t in titles]))["ids"]
         for title, tid in zip(titles, ids):

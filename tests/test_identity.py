@@ -1,6 +1,6 @@
 """Who a caller is, through real servers: two clients never receive each other's stored answers
 (even under one agent name and one request_id), repeats by lease survive restarts, and a claim's
-request_id is replayed only while its lease holds."""
+request_id is replayed only while its lease holds. On every store: the servers get `--db <location>`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_tasks import Registry, State
-from mcp_tasks.stores import SqliteStore
+from mcp_tasks.stores import make_store
 
 from .server_helpers import ROOT, Agent, http_server, stdio_params
 
@@ -31,21 +31,22 @@ async def http_agent(base: str, mode: str = "auto", name: str | None = None) -> 
 
 
 async def seed(db: str, n: int) -> list[str]:
-    async with Registry(SqliteStore(db), agent="planner") as reg:
+    async with Registry(make_store(db), agent="planner") as reg:
         return (await reg.create_tasks([{"title": f"task {i}"} for i in range(n)])).ids
 
 
 async def task_state(db: str, tid: str) -> tuple[State, str | None, int]:
-    async with Registry(SqliteStore(db), agent="checker") as reg:
+    async with Registry(make_store(db), agent="checker") as reg:
         t = await reg.get(tid)
         return t.state, t.assignee, len(await reg.events(tid))
 
 
-async def test_two_stdio_hosts_with_one_agent_name_never_share_a_claim(tmp_path):
+async def test_two_stdio_hosts_with_one_agent_name_never_share_a_claim(db):
     """The README's Claude Desktop setup on two machines: same --agent, same request_id."""
-    db = str(tmp_path / "t.db")
-    await seed(db, 3)
-    async with Client(stdio_params(db, "claude-desktop")) as c1, Client(stdio_params(db, "claude-desktop")) as c2:
+    location = db.location
+    await seed(location, 3)
+    async with Client(stdio_params(location, "claude-desktop")) as c1, \
+            Client(stdio_params(location, "claude-desktop")) as c2:
         one, two = Agent(c1), Agent(c2)
         first = await one.call("claim", request_id="claim-1")
         second = await two.call("claim", request_id="claim-1")
@@ -59,10 +60,10 @@ async def test_two_stdio_hosts_with_one_agent_name_never_share_a_claim(tmp_path)
 
 
 @pytest.mark.parametrize("named", [False, True], ids=["no header", "same header"])
-async def test_two_http_clients_never_share_a_claim(tmp_path, named):
-    db = str(tmp_path / "t.db")
-    await seed(db, 4)
-    with http_server(db, "--agent", "shared") as base:
+async def test_two_http_clients_never_share_a_claim(db, named):
+    location = db.location
+    await seed(location, 4)
+    with http_server(location, "--agent", "shared") as base:
         name = "same-name" if named else None
         async with http_agent(base, "auto", name) as one, http_agent(base, "legacy", name) as two, \
                 http_agent(base, "auto", name) as three:
@@ -78,17 +79,17 @@ async def test_two_http_clients_never_share_a_claim(tmp_path, named):
             assert again["lease"] == claims[1]["lease"]
 
 
-async def check_restart(db: str, connect: Any) -> None:
+async def check_restart(location: str, connect: Any) -> None:
     """Claim, start, complete, and claim another whose answer gets lost; the server restarts; the
     same calls again: by lease they answer as the first time, by request id they never double work."""
-    t1, t2, t3, t4 = await seed(db, 4)
+    t1, t2, t3, t4 = await seed(location, 4)
     async with connect() as agent:
         first = await agent.call("claim", task_id=t1, request_id="claim-1")
         lease = first["lease"]
         await agent.call("start", task_id=t1, lease=lease)
         done = await agent.call("complete", task_id=t1, lease=lease, result={"ok": True})
         held = await agent.call("claim", task_id=t2, request_id="claim-2")
-    _, _, logged = await task_state(db, t1)
+    _, _, logged = await task_state(location, t1)
     async with connect() as agent:  # a new server process: nothing of the first one survives in memory
         # a repeated complete by the lease that completed the task answers as the first time did
         assert await agent.call("complete", task_id=t1, lease=lease, result={"ok": True}) == done
@@ -99,38 +100,38 @@ async def check_restart(db: str, connect: Any) -> None:
         assert retried["task"]["id"] == t3 and retried["lease"] != held["lease"]
         reused = await agent.call("claim", request_id="claim-1")  # its claim ended long ago: a new claim
         assert reused["task"]["id"] == t4
-    assert (await task_state(db, t1))[2] == logged, "a repeat appended events"
-    state, holder, _ = await task_state(db, t2)
+    assert (await task_state(location, t1))[2] == logged, "a repeat appended events"
+    state, holder, _ = await task_state(location, t2)
     assert state == State.ASSIGNED and holder is not None  # still held by the lost lease until it expires
 
 
-async def test_repeated_complete_and_claim_after_a_stdio_server_restart(tmp_path):
-    db = str(tmp_path / "t.db")
+async def test_repeated_complete_and_claim_after_a_stdio_server_restart(db):
+    location = db.location
 
     @contextlib.asynccontextmanager
     async def connect() -> AsyncIterator[Agent]:
-        async with Client(stdio_params(db, "worker")) as client:
+        async with Client(stdio_params(location, "worker")) as client:
             yield Agent(client)
 
-    await check_restart(db, connect)
+    await check_restart(location, connect)
 
 
-async def test_repeated_complete_and_claim_after_an_http_server_restart(tmp_path):
-    db = str(tmp_path / "t.db")
+async def test_repeated_complete_and_claim_after_an_http_server_restart(db):
+    location = db.location
 
     @contextlib.asynccontextmanager
     async def connect() -> AsyncIterator[Agent]:
-        with http_server(db) as base:
+        with http_server(location) as base:
             async with http_agent(base, "auto", "worker") as agent:
                 yield agent
 
-    await check_restart(db, connect)
+    await check_restart(location, connect)
 
 
-async def test_a_claim_request_id_reused_after_its_claim_ended_is_a_new_claim(tmp_path):
-    db = str(tmp_path / "t.db")
-    t1, t2 = await seed(db, 2)
-    async with Client(stdio_params(db, "worker")) as client:
+async def test_a_claim_request_id_reused_after_its_claim_ended_is_a_new_claim(db):
+    location = db.location
+    t1, t2 = await seed(location, 2)
+    async with Client(stdio_params(location, "worker")) as client:
         agent = Agent(client)
         first = await agent.call("claim", request_id="claim-1")
         await agent.call("start", task_id=first["task"]["id"], lease=first["lease"])
@@ -143,13 +144,13 @@ async def test_a_claim_request_id_reused_after_its_claim_ended_is_a_new_claim(tm
         assert third["task"]["id"] == second["task"]["id"] and third["lease"] != second["lease"]
 
 
-async def test_reserved_names_are_refused(tmp_path):
-    db = str(tmp_path / "t.db")
-    out = subprocess.run([sys.executable, "-m", "mcp_tasks", "serve", "--db", db, "--agent", "reaper"],
+async def test_reserved_names_are_refused(db):
+    location = db.location
+    out = subprocess.run([sys.executable, "-m", "mcp_tasks", "serve", "--db", location, "--agent", "reaper"],
                          capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": ""},
                          stdin=subprocess.DEVNULL)
     assert out.returncode != 0 and "reserved" in out.stderr and "Traceback" not in out.stderr
-    await seed(db, 1)
-    with http_server(db) as base:
+    await seed(location, 1)
+    with http_server(location) as base:
         async with http_agent(base, "auto", "Reaper") as agent:
             assert "reserved for changes the registry makes itself" in await agent.refused("claim")

@@ -1,4 +1,9 @@
-"""Several OS processes claiming from one SQLite file: no double claims, dependencies respected."""
+"""Several OS processes claiming from one database (a SQLite file, a PostgreSQL schema): no double
+claims, dependencies respected.
+
+Size: MCP_TASKS_TEST_TASKS tasks (default 2000 on SQLite; MCP_TASKS_TEST_PG_TASKS, default 1000,
+on PostgreSQL, where every claim is a round trip to the server) shared by MCP_TASKS_TEST_PROCS
+processes (default 4)."""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ from pathlib import Path
 
 from mcp_tasks import Registry, State
 from mcp_tasks.ids import lease_hash
-from mcp_tasks.stores import SqliteStore
 
+from .databases import TestDatabase
 from .fleet import check_history
 
 WORKER = Path(__file__).parent / "programs" / "claim_worker.py"
-TASKS = int(os.environ.get("MCP_TASKS_TEST_TASKS", "2000"))
+TASKS = {"sqlite": int(os.environ.get("MCP_TASKS_TEST_TASKS", "2000")),
+         "postgres": int(os.environ.get("MCP_TASKS_TEST_PG_TASKS", "1000"))}
 PROCS = int(os.environ.get("MCP_TASKS_TEST_PROCS", "4"))
 
 
@@ -37,11 +43,11 @@ async def _plan(reg: Registry, n: int, rng: random.Random) -> dict[str, list[str
     return deps
 
 
-async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
-    db = str(tmp_path / "shared.db")
-    async with Registry(SqliteStore(db), agent="planner") as reg:
-        deps = await _plan(reg, TASKS, random.Random(11))
-    assert sum(len(d) for d in deps.values()) > TASKS // 2
+async def test_processes_share_one_database_without_double_claims(db: TestDatabase, tmp_path):
+    tasks = TASKS[db.kind]
+    async with Registry(db.store(), agent="planner") as reg:
+        deps = await _plan(reg, tasks, random.Random(11))
+    assert sum(len(d) for d in deps.values()) > tasks // 2
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     # Output goes to files, not pipes: a worker must never block on a full pipe that nobody reads
@@ -50,7 +56,7 @@ async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
     procs = []
     for i, (out, err) in enumerate(logs):
         with open(out, "w") as o, open(err, "w") as e:
-            procs.append(subprocess.Popen([sys.executable, str(WORKER), db, f"worker-{i}", str(i)],
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), db.location, f"worker-{i}", str(i)],
                                           stdout=o, stderr=e, text=True, env=env))
     for p in procs:
         p.wait(timeout=600)
@@ -61,9 +67,9 @@ async def test_processes_share_one_sqlite_file_without_double_claims(tmp_path):
     per_worker = [len(out.splitlines()) for out, _ in outputs]
     assert all(n > 0 for n in per_worker), f"every process should have claimed work: {per_worker}"
 
-    async with Registry(SqliteStore(db), agent="checker") as reg:
+    async with Registry(db.store(), agent="checker") as reg:
         counts = await reg.counts()
-        assert counts[State.DONE] == TASKS, counts
+        assert counts[State.DONE] == tasks, counts
         events = [e async for page in reg.event_pages() for e in page]
         assert await reg.verify() == []
 

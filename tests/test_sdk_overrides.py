@@ -3,7 +3,8 @@
 Each override exists for a measured reason (see its docstring) and depends on something the SDK
 does not promise; pyproject.toml bounds `mcp` to the minor versions this file has passed on. When
 an SDK upgrade breaks one, the assertion message names the override and the internal it relied on,
-so the fix starts in the right place. Through real clients: in memory, and stdio/HTTP processes.
+so the fix starts in the right place. Through real clients: in memory, and stdio/HTTP processes,
+on a SQLite file (the overrides are the SDK's side; the store plays no part in them).
 """
 
 from __future__ import annotations

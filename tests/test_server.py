@@ -1,4 +1,9 @@
-"""The MCP server through real clients: in-memory (both protocol eras), stdio and HTTP subprocesses."""
+"""The MCP server through real clients: in-memory (both protocol eras), stdio and HTTP subprocesses.
+
+Every test that keeps or reads tasks runs on every store (the `db` fixture; server processes get
+`--db <location>`), changes made by another process included. The tests of the transport alone
+(Host and Origin checks, the refusal to listen beyond loopback, the tool list) use a SQLite file:
+the store plays no part in them."""
 
 from __future__ import annotations
 
@@ -35,23 +40,23 @@ async def in_memory_agents(db: str, mode: str, names=("planner", "agent-a", "age
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_lifecycle_in_memory(tmp_path, mode):
-    async with in_memory_agents(str(tmp_path / "t.db"), mode) as agents:
+async def test_lifecycle_in_memory(db, mode):
+    async with in_memory_agents(db.location, mode) as agents:
         assert agents[0].client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         await run_lifecycle(*agents)
 
 
-async def test_lifecycle_over_stdio(tmp_path):
-    db = str(tmp_path / "t.db")
+async def test_lifecycle_over_stdio(db):
+    location = db.location
     async with contextlib.AsyncExitStack() as stack:
         agents = []
         for name, mode in (("planner", "auto"), ("agent-a", "legacy"), ("agent-b", "auto"), ("reviewer", "legacy")):
-            agents.append(Agent(await stack.enter_async_context(Client(stdio_params(db, name), mode=mode))))
+            agents.append(Agent(await stack.enter_async_context(Client(stdio_params(location, name), mode=mode))))
         await run_lifecycle(*agents)
 
 
-async def test_lifecycle_over_http(tmp_path):
-    with http_server(str(tmp_path / "t.db")) as base:
+async def test_lifecycle_over_http(db):
+    with http_server(db.location) as base:
         async with contextlib.AsyncExitStack() as stack:
             agents = []
             for name, mode in (("planner", "legacy"), ("agent-a", "auto"), ("agent-b", "legacy"), ("reviewer", "auto")):
@@ -116,8 +121,8 @@ async def test_tool_surface(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_resources_and_completions(tmp_path, mode):
-    async with Client(create_server(str(tmp_path / "t.db"), agent="agent-a"), mode=mode) as client:
+async def test_resources_and_completions(db, mode):
+    async with Client(create_server(db.location, agent="agent-a"), mode=mode) as client:
         agent = Agent(client)
         ids = (await agent.call("create_tasks", tasks=[{"key": "a", "title": "A"}, {"key": "b", "title": "B", "depends_on": ["a"]},
                                                        {"key": "c", "title": "C", "max_retries": 0}]))["by_key"]
@@ -160,8 +165,8 @@ async def test_resources_and_completions(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_prompts(tmp_path, mode):
-    async with Client(create_server(str(tmp_path / "t.db"), agent="agent-a"), mode=mode) as client:
+async def test_prompts(db, mode):
+    async with Client(create_server(db.location, agent="agent-a"), mode=mode) as client:
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
         assert sorted(prompts) == ["plan", "resume", "review", "work-loop"]
         assert {a.name: a.required for a in prompts["plan"].arguments} == {"goal": True, "types": False}
@@ -188,9 +193,9 @@ async def _wait_for(sub, uri: str, seconds: float = 10) -> None:
                 return
 
 
-async def test_listen_streams_hear_changes_from_this_and_another_process(tmp_path):
-    db = str(tmp_path / "t.db")
-    async with Client(create_server(db, agent="watcher", poll_interval=0.05)) as client:
+async def test_listen_streams_hear_changes_from_this_and_another_process(db):
+    location = db.location
+    async with Client(create_server(location, agent="watcher", poll_interval=0.05)) as client:
         agent = Agent(client)
         tid = (await agent.call("create_tasks", tasks=[{"title": "watched"}]))["ids"][0]
         uris = [f"task://{tid}", "tasks://board"]
@@ -198,21 +203,21 @@ async def test_listen_streams_hear_changes_from_this_and_another_process(tmp_pat
             assert sorted(sub.honored.resource_subscriptions) == sorted(uris)
             await agent.call("claim", task_id=tid)  # a change made through this server
             await _wait_for(sub, f"task://{tid}")
-            async with Client(stdio_params(db, "other-process")) as other:  # a change made by another process
+            async with Client(stdio_params(location, "other-process")) as other:  # a change made by another process
                 await Agent(other).call("update_task", task_id=tid, priority=9)
             await _wait_for(sub, f"task://{tid}")
         assert (await agent.read(f"task://{tid}"))["priority"] == 9
 
 
-async def test_legacy_resources_subscribe_hears_changes_from_another_process(tmp_path):
-    db = str(tmp_path / "t.db")
+async def test_legacy_resources_subscribe_hears_changes_from_another_process(db):
+    location = db.location
     got: dict[str, anyio.Event] = {}
 
     async def on_message(message: IncomingMessage) -> None:
         if isinstance(message, ResourceUpdatedNotification) and message.params.uri in got:
             got[message.params.uri].set()
 
-    server = create_server(db, agent="watcher", poll_interval=0.05)
+    server = create_server(location, agent="watcher", poll_interval=0.05)
     async with Client(server, mode="legacy", message_handler=on_message) as client:
         assert client.server_capabilities.resources.subscribe is True
         agent = Agent(client)
@@ -222,7 +227,7 @@ async def test_legacy_resources_subscribe_hears_changes_from_another_process(tmp
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             await client.subscribe_resource(uri)
         got[uri] = anyio.Event()
-        async with Client(stdio_params(db, "other-process"), mode="legacy") as other:
+        async with Client(stdio_params(location, "other-process"), mode="legacy") as other:
             await Agent(other).call("cancel", task_id=tid, reason="from elsewhere")
         with anyio.fail_after(10):
             await got[uri].wait()
@@ -233,15 +238,15 @@ async def test_legacy_resources_subscribe_hears_changes_from_another_process(tmp
         assert server.legacy_subscriptions.count() == 0
 
 
-async def test_structured_and_text_content_agree_and_omit_nulls(tmp_path):
-    async with Client(create_server(str(tmp_path / "t.db"))) as client:
+async def test_structured_and_text_content_agree_and_omit_nulls(db):
+    async with Client(create_server(db.location)) as client:
         result = await client.call_tool("create_tasks", {"tasks": [{"title": "x"}]})
         text = result.content[0].text
         assert json.loads(text) == result.structured_content and "null" not in text and "\n" not in text
 
 
-async def test_prompt_arguments_are_bounded_and_cleaned(tmp_path):
-    async with Client(create_server(str(tmp_path / "t.db"))) as client:
+async def test_prompt_arguments_are_bounded_and_cleaned(db):
+    async with Client(create_server(db.location)) as client:
         huge = await client.get_prompt("plan", {"goal": "g" * 100_000})
         text = huge.messages[0].content.text
         assert len(text) < 10_000 and "more characters cut" in text
@@ -251,8 +256,8 @@ async def test_prompt_arguments_are_bounded_and_cleaned(tmp_path):
         assert "could not read the task" in missing.messages[0].content.text
 
 
-async def test_an_empty_claim_says_what_the_queue_waits_for(tmp_path):
-    async with Client(create_server(str(tmp_path / "t.db"), agent="a")) as client:
+async def test_an_empty_claim_says_what_the_queue_waits_for(db):
+    async with Client(create_server(db.location, agent="a")) as client:
         agent = Agent(client)
         assert (await agent.call("claim"))["message"] == "No ready task: no open work at all."
         ids = (await agent.call("create_tasks", tasks=[
@@ -267,11 +272,11 @@ async def test_an_empty_claim_says_what_the_queue_waits_for(tmp_path):
         assert 0 < empty["retry_after_s"] <= 2
 
 
-async def test_metrics_count_retries_and_expiries_per_agent(tmp_path):
+async def test_metrics_count_retries_and_expiries_per_agent(db):
     from mcp_tasks import Policy
 
     clock = [1_800_000_000.0]
-    server = create_server(str(tmp_path / "t.db"), agent="agent-a", clock=lambda: clock[0],
+    server = create_server(db.location, agent="agent-a", clock=lambda: clock[0],
                            policy=Policy(lease_seconds=30))
     async with Client(server) as client:
         agent = Agent(client)

@@ -5,6 +5,7 @@ request's id, and the next line is served. HTTP: connections that never deliver 
 request are closed, open connections and sessions are bounded (excess gets 503 with Retry-After,
 idle connections make room for new ones), stderr stays quiet under floods, and every route
 applies the Host/Origin rule. Subscriptions are bounded in number and URI length, in both eras.
+The store plays no part in these limits: a SQLite file serves them all.
 """
 
 from __future__ import annotations

@@ -35,6 +35,12 @@ T = TypeVar("T")
 
 SEQUENCER_LOCK = 0x4D435450_0001  # advisory lock key: one sequencer pass at a time, database-wide
 NUMBER_BATCH = 5000
+# How long the pool keeps trying to replace one lost connection before it gives up and starts afresh
+# on the next request. psycopg_pool doubles its wait between attempts without a cap, so a long limit
+# leaves a server idle long after the database is back (measured: 18 s after a 40 s outage, with
+# psycopg_pool's default of 300 s); with this one a fresh attempt is at most a few seconds away.
+RECONNECT_TIMEOUT = 5.0
+UNREACHABLE_WAIT = 0.2  # seconds a call waits for a connection while the database is known to be down
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -130,7 +136,13 @@ class PostgresStore:
         self._seq = sql_files.queries("postgres", "sequencer.sql")
         self._numbering: asyncio.Task[None] | None = None
         self._renumber = False
+        self._passes_started = self._passes_done = 0  # numbering passes of this process (settle)
+        self._pass: asyncio.Future[None] | None = None
         self._ready = False  # open() finished: the schema is there
+        # Since when no connection could be had (None while the database answers): calls then wait for
+        # one only briefly, so that while it is down calls queued behind each other (and /healthz) fail
+        # at once instead of waiting connect_timeout each.
+        self._unreachable_since: float | None = None
 
     # ---- lifecycle
     def _configure(self, conn: Any) -> None:
@@ -159,7 +171,7 @@ class PostgresStore:
         self._pool = ConnectionPool(
             self.conninfo, min_size=self.pool_min, max_size=self.pool_max, open=False, configure=self._configure,
             kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(self.connect_timeout))},
-            timeout=self.connect_timeout, name="mcp-tasks",
+            timeout=self.connect_timeout, reconnect_timeout=RECONNECT_TIMEOUT, name="mcp-tasks",
         )
         self._limiter = anyio.CapacityLimiter(self.pool_max)
         try:
@@ -195,28 +207,44 @@ class PostgresStore:
         if self._pool is None:
             raise StoreUnavailable("the database is not open (the server is starting or stopping)")
         delay = 0.01
+        # Reaching the database (a free connection, a new one after a lost one) gets connect_timeout in
+        # all, however many attempts: while it is down a call fails in that time, never retries for minutes.
+        deadline = time.monotonic() + self.connect_timeout
         for attempt in range(self.retries + 1):
             tx: PostgresTx | None = None
             committing = False
             try:
-                with self._pool.connection() as conn:
+                wait = max(1.0, deadline - time.monotonic()) if self._unreachable_since is None else UNREACHABLE_WAIT
+                with self._pool.connection(timeout=wait) as conn:
                     try:
+                        # Said in the BEGIN psycopg sends (no SET TRANSACTION round trip); reads put
+                        # the defaults back below.
                         if not writing:
-                            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                            conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
                         tx = PostgresTx(conn, writing)
                         result = fn(tx)
                         committing = True
                         conn.commit()
+                        self._unreachable_since = None
                         return result
                     except BaseException:
                         if not committing and not conn.broken:
                             conn.rollback()
                         raise
+                    finally:
+                        if not writing and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                            conn.isolation_level = conn.read_only = None
             except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
                     psycopg.errors.LockNotAvailable) as exc:
                 why = f"the database kept reporting conflicts ({type(exc).__name__})"
-            except PoolTimeout:
-                why = f"no database connection was free within {self.connect_timeout:g}s"
+            except PoolTimeout as exc:
+                since, now = self._unreachable_since, time.monotonic()
+                if since is None:
+                    self._unreachable_since = now
+                    why = f"no connection to it could be had within {self.connect_timeout:g}s"
+                else:
+                    why = f"no connection to it could be had for {now - since:.0f}s"
+                raise StoreUnavailable(f"cannot reach the database: {why}: nothing was changed") from exc
             except psycopg.OperationalError as exc:
                 if writing and committing:
                     raise StoreUnavailable(
@@ -225,7 +253,7 @@ class PostgresStore:
                     ) from exc
                 self._pool.check()  # drop the pool's other dead connections (after a restart)
                 why = f"the database connection failed ({' '.join(str(exc).split())[:200]})"
-                if attempt == self.retries:
+                if attempt == self.retries or time.monotonic() >= deadline:
                     raise StoreUnavailable(f"cannot reach the database: {why}: nothing was changed") from exc
             except psycopg.errors.QueryCanceled as exc:
                 raise StoreBusy(f"a database statement ran past {self.statement_timeout:g}s and was cancelled: "
@@ -266,16 +294,11 @@ class PostgresStore:
         total = 0
         while True:
             def number(tx: PostgresTx) -> int:
-                pending = tx.conn.execute(self._seq["any_unnumbered"]).fetchone()
-                if not pending or not pending["found"]:
+                # Two statements: lock when something waits, then number, move the head and announce.
+                if tx._execute(self._seq["lock_if_unnumbered"], {"key": SEQUENCER_LOCK}).fetchone() is None:
                     return 0
-                tx.conn.execute(self._seq["sequencer_lock"], {"key": SEQUENCER_LOCK})
-                n = len(tx.conn.execute(self._seq["number_events"],
-                                        {"limit": NUMBER_BATCH}).fetchall())
-                if n:
-                    tx.conn.execute(self._seq["advance_head"], {"n": n})
-                    tx.conn.execute(self._seq["announce"])
-                return n
+                row = tx._execute(self._seq["number_events"], {"limit": NUMBER_BATCH}).fetchone()
+                return 0 if row is None else int(row["n"])
 
             n = self._run(number, True)
             total += n
@@ -284,10 +307,24 @@ class PostgresStore:
 
     async def settle(self) -> None:
         """Number every event committed so far that can be numbered (those of transactions that
-        started before one still running wait for it)."""
+        started before one still running wait for it).
+
+        Callers share passes: each waits for one pass that started after it was called (joining
+        one that another caller started, or starting it once the pass running now has ended), so a
+        writer's numbering and its followers' reads cost one pass, not one each."""
+        need = self._passes_started + 1
+        while self._passes_done < need:
+            if self._pass is None or self._pass.done():
+                self._passes_started += 1
+                self._pass = asyncio.ensure_future(self._one_pass(self._passes_started))
+                self._pass.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, if all left
+            await asyncio.shield(self._pass)
+
+    async def _one_pass(self, number: int) -> None:
         if self._pool is None or self._limiter is None:
             raise StoreUnavailable("the database is not open (the server is starting or stopping)")
         await anyio.to_thread.run_sync(self._number_pass, limiter=self._limiter)
+        self._passes_done = max(self._passes_done, number)
 
     def _number_soon(self) -> None:
         """After a commit: number it shortly, one pass at a time, passes merged while one runs."""

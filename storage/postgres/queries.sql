@@ -227,8 +227,8 @@ SELECT table_name AS name FROM information_schema.tables WHERE table_schema = cu
 INSERT INTO schema_migrations (version, name, applied_at) VALUES (%(version)s, %(name)s, %(at)s);
 
 -- name: schema_objects
--- Tables with their columns, constraints, indexes and triggers in the store's schema, for the
--- migrated-equals-fresh test.
+-- Tables with their columns, constraints, indexes and triggers, and the functions (the triggers'
+-- bodies) in the store's schema, for the migrated-equals-fresh test.
 SELECT 'column' AS type, table_name || '.' || column_name AS name, table_name AS tbl_name,
        data_type || ' ' || is_nullable || ' ' || COALESCE(column_default, '') AS sql
 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'
@@ -241,6 +241,9 @@ WHERE connamespace = current_schema()::regnamespace AND conrelid <> 'schema_migr
 UNION ALL
 SELECT 'trigger', tgname, tgrelid::regclass::text, pg_get_triggerdef(oid) FROM pg_trigger
 WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = current_schema()::regnamespace)
+UNION ALL
+SELECT 'function', proname, '', pg_get_functiondef(oid) FROM pg_proc
+WHERE pronamespace = current_schema()::regnamespace
 ORDER BY 1, 2;
 
 -- name: tasks_in_state

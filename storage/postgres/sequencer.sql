@@ -2,17 +2,20 @@
 -- committed events their global number seq, 1, 2, 3 ... Any server may run it; an advisory lock
 -- makes one pass at a time. Writers never touch event_head, so they commit in parallel.
 
--- name: any_unnumbered
-SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL) AS found;
-
--- name: sequencer_lock
-SELECT pg_advisory_xact_lock(%(key)s);
+-- name: lock_if_unnumbered
+-- The sequencer's lock, taken only when some committed event has no number yet: one row when it
+-- was taken, none when there is nothing to do. The numbering runs in the next statement, whose
+-- snapshot is taken after the lock (READ COMMITTED), so it sees what an earlier pass numbered.
+SELECT pg_advisory_xact_lock(%(key)s) AS locked
+WHERE EXISTS (SELECT 1 FROM events WHERE seq IS NULL);
 
 -- name: number_events
 -- Unnumbered events in the order they were written, up to (not including) the first whose
 -- transaction is not yet below every running transaction (pg_snapshot_xmin): an event written
 -- earlier may still be committing, and numbering past it could put two changes of one task out of
 -- order. Events of transactions still running are invisible here; they get their numbers later.
+-- The same statement moves event_head past the numbers given (every part of it reads the head as
+-- it was before) and, when it numbered any, tells every server's followers (delivered at commit).
 WITH pending AS (
     SELECT pos, xid < pg_snapshot_xmin(pg_current_snapshot()) AS settled
     FROM events WHERE seq IS NULL ORDER BY pos LIMIT %(limit)s
@@ -20,17 +23,18 @@ WITH pending AS (
     SELECT COALESCE(MIN(pos) FILTER (WHERE NOT settled), 9223372036854775807) AS stop FROM pending
 ), numbered AS (
     SELECT pos, row_number() OVER (ORDER BY pos) AS rn FROM pending WHERE pos < (SELECT stop FROM upto)
+), given AS (
+    UPDATE events e SET seq = (SELECT seq FROM event_head) + numbered.rn
+    FROM numbered WHERE e.pos = numbered.pos
+    RETURNING e.seq
+), counted AS (
+    SELECT COUNT(*) AS n FROM given
+), head AS (
+    UPDATE event_head SET seq = seq + (SELECT n FROM counted) WHERE (SELECT n FROM counted) > 0
+    RETURNING seq
 )
-UPDATE events e SET seq = (SELECT seq FROM event_head) + numbered.rn
-FROM numbered WHERE e.pos = numbered.pos
-RETURNING e.seq;
-
--- name: advance_head
-UPDATE event_head SET seq = seq + %(n)s RETURNING seq;
-
--- name: announce
--- Tell every server's followers that numbered events are waiting (delivered at commit).
-SELECT pg_notify('mcp_tasks', 'numbered');
+SELECT (SELECT n FROM counted) AS n, (SELECT seq FROM head) AS head,
+       CASE WHEN (SELECT n FROM counted) > 0 THEN pg_notify('mcp_tasks', 'numbered') END AS announced;
 
 -- name: listen
 LISTEN mcp_tasks;

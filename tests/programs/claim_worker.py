@@ -1,6 +1,6 @@
 """A worker process for the multi-process test: claims, starts, sometimes fails, completes.
 
-Usage: python claim_worker.py DB AGENT SEED
+Usage: python claim_worker.py LOCATION AGENT SEED  (LOCATION: a SQLite file or a postgresql:// URL)
 Prints one JSON line per successful claim: {"task": id, "lease": token}.
 """
 
@@ -13,13 +13,13 @@ import sys
 
 from mcp_tasks import Policy, Registry, State
 from mcp_tasks.errors import TaskError
-from mcp_tasks.stores import SqliteStore
+from mcp_tasks.stores import make_store
 
 
-async def main(db: str, agent: str, seed: int) -> None:
+async def main(location: str, agent: str, seed: int) -> None:
     rng = random.Random(seed)
     policy = Policy(lease_seconds=60, backoff_base=0.01, backoff_cap=0.05)
-    async with Registry(SqliteStore(db), agent=agent, policy=policy) as reg:
+    async with Registry(make_store(location), agent=agent, policy=policy) as reg:
         idle = 0
         while True:
             claim = await reg.claim()

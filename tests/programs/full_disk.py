@@ -9,6 +9,11 @@ every free byte; writes are refused naming the cause while reads keep working; t
 and the reaper fails, logs one line and (HTTP) /healthz says degraded and why; the filler is
 deleted; without a restart the reaper expires the lease, writes succeed and /healthz says ok;
 nothing acknowledged is lost and verify is clean. Any deviation fails an assert with its reason.
+
+SQLite only, unlike the other fault tests: a full disk is a property of a file on a disk, and
+only the SQLite store writes its own file. A PostgreSQL store writes nothing to its host's disk:
+a full disk there is the database server's condition (it answers with a disk-full error, which
+the store wraps as the same "full" refusal), and filling it would take owning that server.
 """
 
 from __future__ import annotations

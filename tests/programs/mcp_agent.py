@@ -1,6 +1,7 @@
 """An agent process for the load and crash tests: its own `mcp-tasks serve` over stdio, a work loop.
 
 Usage: python mcp_agent.py DB NAME SEED JOURNAL STOPFILE [--lease S] [--fail-rate P]
+(DB: what `--db` takes, a SQLite file or a postgresql:// URL)
 
 Every acknowledged change is appended to JOURNAL as one JSON line, after the server answered:
 {"op", "task", "version", ...}. The agent runs until STOPFILE exists and every task is finished (DONE, CANCELLED or dead).
@@ -78,7 +79,7 @@ async def work(args: argparse.Namespace) -> None:
             step = (task.get("checkpoint") or {}).get("step", 0)
             for _ in range(rng.randint(1, 3)):
                 step += 1
-                data = {"step": step, "by": args.name, "nonce": rng.randrange(10**9)}
+                data = {"step": step, "by": args.name, "pid": os.getpid(), "nonce": rng.randrange(10**9)}
                 ok, res = await call(client, "checkpoint", {"task_id": tid, "lease": lease, "data": data})
                 if not ok:
                     journal.write(op="refused", task=tid, tool="checkpoint", message=res)
