@@ -28,8 +28,9 @@ import pytest
 from mcp import Client
 
 from mcp_tasks import Registry
+from mcp_tasks.errors import StoreBusy
 from mcp_tasks.stores import SqliteStore, make_store
-from mcp_tasks.stores.postgres import parse_url
+from mcp_tasks.stores.postgres import PostgresStore, parse_url
 from mcp_tasks.stores.sqlite_file import APPLICATION_ID
 
 from .databases import TestDatabase, new_database
@@ -335,6 +336,29 @@ def test_a_malformed_postgresql_url_gets_one_line():
     out = cli("list", "--db", "postgresql://postgres@127.0.0.1:5432/test?schema=Bad-Name")
     refused(out, 4, "error: schema 'Bad-Name' in the database URL is not a plain name; use lower-case letters, "
                     "digits and _ (e.g. ?schema=team_a).")
+    for bad in ("0", "-5", "nan", "soon", "601"):
+        out = cli("list", "--db", f"postgresql://postgres@127.0.0.1:5432/test?connect_timeout={bad}")
+        refused(out, 4, f"error: connect_timeout={bad!r} in the database URL is not a number of seconds from 1 to 600.")
+    out = cli("list", "--db", "postgresql://postgres@127.0.0.1:5432/test?statement_timeout=4000")
+    refused(out, 4, "error: statement_timeout='4000' in the database URL is not a number of seconds from 1 to 3600.")
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_timeouts_in_the_url_are_the_stores_settings(db):
+    """statement_timeout (ours, never passed to libpq) is set on every pooled connection."""
+    store = PostgresStore(f"{db.location}&statement_timeout=1.5&connect_timeout=3")
+    assert (store.connect_timeout, store.statement_timeout) == (3.0, 1.5)
+    assert "statement_timeout" not in store.conninfo and "connect_timeout=3" in store.conninfo
+    await store.open()
+    try:
+        shown = await store.read(lambda tx: tx._execute("SHOW statement_timeout", {}).fetchone())
+        with pytest.raises(StoreBusy) as refused:
+            await store.read(lambda tx: tx._execute("SELECT pg_sleep(5)", {}).fetchone())
+    finally:
+        await store.close()
+    assert shown == {"statement_timeout": "1500ms"}
+    assert refused.value.problem == ("a database statement ran past 1.5s and was cancelled: nothing was changed; "
+                                     "retry shortly")
 
 
 @pytest.mark.parametrize("args", [["list"], ["add", "x"], ["serve"]])

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..errors import StoreBusy, StoreCorrupt, StoreError, StoreUnavailable
+from ..errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, StoreUnavailable
 from . import sql_files
 from .postgres_tx import PostgresTx
 
@@ -57,11 +57,36 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
+# Timeouts a URL may set, in seconds: (default, smallest, largest). connect_timeout is libpq's own
+# parameter (it stays in the connection string) and also bounds a call's wait for a connection;
+# statement_timeout is ours (PostgreSQL cancels a statement running longer).
+TIMEOUTS = {"connect_timeout": (10.0, 1.0, 600.0), "statement_timeout": (30.0, 1.0, 3600.0)}
+
+
+def url_timeouts(url: str) -> dict[str, float]:
+    """The timeouts the URL's query sets (`?connect_timeout=5&statement_timeout=60`), each checked
+    against its bounds; StoreUnavailable in one line for a value out of them."""
+    found = {}
+    for key, value in urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True):
+        if key in TIMEOUTS:
+            _, low, high = TIMEOUTS[key]
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = float("nan")
+            if not low <= seconds <= high:  # also NaN
+                raise StoreUnavailable(f"{key}={value!r} in the database URL is not a number of seconds "
+                                       f"from {low:g} to {high:g}")
+            found[key] = seconds
+    return found
+
+
 def parse_url(url: str) -> tuple[str, str, str]:
     """(libpq connection string, schema, location without password) from a postgresql:// URL.
 
-    `?schema=NAME` (ours, not libpq's) names the schema the registry lives in (default mcp_tasks);
-    every other query parameter goes to libpq as is."""
+    `?schema=NAME` (ours, not libpq's) names the schema the registry lives in (default mcp_tasks)
+    and `statement_timeout=S` (ours) bounds each statement; every other query parameter goes to
+    libpq as is (connect_timeout, sslmode, application_name, ...)."""
     parts = urllib.parse.urlsplit(url)
     try:
         parts.port
@@ -73,7 +98,7 @@ def parse_url(url: str) -> tuple[str, str, str]:
     for key, value in query:
         if key == "schema":
             schema = value
-        else:
+        elif key != "statement_timeout":
             kept.append((key, value))
     if not _SCHEMA_NAME.match(schema):
         raise StoreUnavailable(f"schema {schema!r} in the database URL is not a plain name; use lower-case letters, "
@@ -118,8 +143,6 @@ class PostgresStore:
         *,
         pool_min: int = 1,
         pool_max: int = 8,
-        connect_timeout: float = 10.0,
-        statement_timeout: float = 30.0,
         retries: int = 8,
         create: bool = True,
     ) -> None:
@@ -127,8 +150,9 @@ class PostgresStore:
         self.create = create
         self.conninfo, self.schema, self.location = parse_url(url)
         self.pool_min, self.pool_max = pool_min, max(pool_min, pool_max)
-        self.connect_timeout = connect_timeout
-        self.statement_timeout = statement_timeout
+        timeouts = {key: default for key, (default, _, _) in TIMEOUTS.items()} | url_timeouts(url)
+        self.connect_timeout = timeouts["connect_timeout"]
+        self.statement_timeout = timeouts["statement_timeout"]
         self.retries = retries
         self.read_only = False
         self._pool: Any = None
@@ -245,6 +269,12 @@ class PostgresStore:
                 else:
                     why = f"no connection to it could be had for {now - since:.0f}s"
                 raise StoreUnavailable(f"cannot reach the database: {why}: nothing was changed") from exc
+            # QueryCanceled and DiskFull are OperationalErrors too, but no lost connection: first.
+            except psycopg.errors.QueryCanceled as exc:
+                raise StoreBusy(f"a database statement ran past {self.statement_timeout:g}s and was cancelled: "
+                                "nothing was changed; retry shortly") from exc
+            except psycopg.errors.DiskFull as exc:
+                raise StoreFull("database or disk is full: nothing was changed") from exc
             except psycopg.OperationalError as exc:
                 if writing and committing:
                     raise StoreUnavailable(
@@ -255,17 +285,10 @@ class PostgresStore:
                 why = f"the database connection failed ({' '.join(str(exc).split())[:200]})"
                 if attempt == self.retries or time.monotonic() >= deadline:
                     raise StoreUnavailable(f"cannot reach the database: {why}: nothing was changed") from exc
-            except psycopg.errors.QueryCanceled as exc:
-                raise StoreBusy(f"a database statement ran past {self.statement_timeout:g}s and was cancelled: "
-                                "nothing was changed; retry shortly") from exc
             except psycopg.errors.ReadOnlySqlTransaction as exc:
                 raise StoreUnavailable("the database only accepts reads (a standby?): nothing was changed") from exc
             except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as exc:
                 raise StoreCorrupt(f"the database reports damage ({exc}): nothing was changed") from exc
-            except psycopg.errors.DiskFull as exc:
-                from ..errors import StoreFull
-
-                raise StoreFull("database or disk is full: nothing was changed") from exc
             except psycopg.DatabaseError as exc:
                 if isinstance(exc, psycopg.ProgrammingError) and not isinstance(exc, psycopg.errors.InsufficientPrivilege):
                     raise  # a bug in a query, not the database

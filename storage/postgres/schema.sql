@@ -108,15 +108,6 @@ END $$;
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION events_append_only();
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION events_append_only();
 
--- Wake every server's sequencer and followers when a transaction that wrote events commits
--- (a hint only: they read by seq; notifications are delivered at commit and merged per transaction).
-CREATE FUNCTION events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('mcp_tasks', 'w');
-    RETURN NULL;
-END $$;
-CREATE TRIGGER events_wake AFTER INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
-
 CREATE TABLE requests (
     client     TEXT NOT NULL,     -- who asked: a connection, process or token, never just a name
     request_id TEXT NOT NULL,
