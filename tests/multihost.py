@@ -31,9 +31,6 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED
 
-from mcp_tasks import Registry
-from mcp_tasks.models import Event
-from mcp_tasks.stores import make_store
 
 from .server_helpers import MCP_TASKS, ROOT, free_port
 
@@ -171,30 +168,6 @@ def terminate(conninfo: str, pid: int) -> bool:
 
 
 # ---------------------------------------------------------------- the plan and the checks
-
-
-async def make_plan(location: str, count: int, rng: random.Random, max_retries: int = 10) -> dict[str, list[str]]:
-    """`count` tasks in batches of 500, each depending on up to two earlier ones. Returns deps by id."""
-    ids: list[str] = []
-    async with Registry(make_store(location), agent="planner") as reg:
-        for start in range(0, count, 500):
-            size = min(500, count - start)
-            specs = []
-            for j in range(size):
-                local = [f"k{x}" for x in rng.sample(range(j), min(j, rng.randint(0, 2)))] if rng.random() < 0.6 else []
-                earlier = rng.sample(ids, 1) if ids and rng.random() < 0.2 else []
-                specs.append({"key": f"k{j}", "title": f"task {start + j}", "priority": rng.randint(1, 10),
-                              "depends_on": local + earlier, "max_retries": max_retries})
-            ids += (await reg.create_tasks(specs)).ids
-        deps = {}
-        for tid in ids:
-            deps[tid] = (await reg.get(tid)).depends_on
-    return deps
-
-
-async def all_events(location: str) -> list[Event]:
-    async with Registry(make_store(location), agent="checker") as reg:
-        return [e async for page in reg.event_pages() for e in page]
 
 
 # ---------------------------------------------------------------- agents

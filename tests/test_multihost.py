@@ -27,8 +27,8 @@ from mcp_tasks.stores import make_store
 from mcp_tasks.stores.postgres import PostgresStore
 
 from .databases import TestDatabase
-from .fleet import check_history
-from .multihost import Cluster, HttpAgent, Stats, all_events, env_int, make_agents, make_plan
+from .fleet import all_events, check_history, make_plan
+from .multihost import Cluster, HttpAgent, Stats, env_int, make_agents
 from .pg_faults import Chaos, ensure_running, listeners_of, pg_control, watch_connections
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills are Linux-specific")
