@@ -35,6 +35,7 @@ from ..registry import Registry
 from ..stores import sql_files
 from ..stores.postgres import PostgresStore, connect_error, parse_url
 from .bench_data import WARM_UP, ClaimRun
+from .naive import fetch_batches, first_ready
 
 LEASE_SECONDS = 600.0
 REAP_BATCH = 100  # the registry's Policy.reap_batch
@@ -180,20 +181,10 @@ def naive_list_ready(conn: psycopg.Connection[Any], now: float, limit: int) -> l
     claim order, read through a server-side cursor, each one's dependencies asked for one query at
     a time. Runs inside the caller's transaction (a server-side cursor needs one)."""
     q = sql_files.queries("postgres")
-    found: list[str] = []
     with conn.cursor(name="bench_naive") as candidates:
         candidates.execute(bench_queries()["bench_naive_pending"], {"now": now})
-        while len(found) < limit:
-            rows = candidates.fetchmany(256)
-            if not rows:
-                break
-            for r in rows:
-                deps = conn.execute(q["dependency_states"], {"id": r["id"]}).fetchall()
-                if all(d["state"] == "DONE" for d in deps):
-                    found.append(r["id"])
-                    if len(found) == limit:
-                        break
-    return found
+        return first_ready(fetch_batches(candidates),
+                           lambda tid: conn.execute(q["dependency_states"], {"id": tid}).fetchall(), limit)
 
 
 # ---------------------------------------------------------------- claiming processes

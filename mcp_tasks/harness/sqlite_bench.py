@@ -19,6 +19,7 @@ from typing import Any
 from ..ids import lease_hash, new_lease_token
 from ..stores import sql_files
 from ..stores.rows import dumps
+from .naive import fetch_batches, first_ready
 
 LEASE_SECONDS = 600.0
 
@@ -76,19 +77,11 @@ def naive_list_ready(conn: sqlite3.Connection, now: float, limit: int) -> list[s
     """
     q = sql_files.queries("sqlite")
     candidates = conn.cursor().execute(sql_files.queries("sqlite", "bench.sql")["bench_naive_pending"], {"now": now})
-    found: list[str] = []
-    while len(found) < limit:
-        rows = candidates.fetchmany(256)
-        if not rows:
-            break
-        for r in rows:
-            deps = conn.execute(q["dependency_states"], {"id": r["id"]}).fetchall()
-            if all(d["state"] == "DONE" for d in deps):
-                found.append(r["id"])
-                if len(found) == limit:
-                    break
-    candidates.close()
-    return found
+    try:
+        return first_ready(fetch_batches(candidates),
+                           lambda tid: conn.execute(q["dependency_states"], {"id": tid}).fetchall(), limit)
+    finally:
+        candidates.close()
 
 
 def _history(row: sqlite3.Row, checkpoints: int, agent: str, step: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:

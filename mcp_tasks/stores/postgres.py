@@ -239,7 +239,6 @@ class PostgresStore:
         # all, however many attempts: while it is down a call fails in that time, never retries for minutes.
         deadline = time.monotonic() + self.connect_timeout
         for attempt in range(self.retries + 1):
-            tx: PostgresTx | None = None
             committing = False
             try:
                 wait = max(1.0, deadline - time.monotonic()) if self._unreachable_since is None else UNREACHABLE_WAIT
@@ -249,8 +248,7 @@ class PostgresStore:
                         # the defaults back below.
                         if not writing:
                             conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
-                        tx = PostgresTx(conn, writing)
-                        result = fn(tx)
+                        result = fn(PostgresTx(conn, writing))
                         committing = True
                         conn.commit()
                         self._unreachable_since = None

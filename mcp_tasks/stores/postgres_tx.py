@@ -15,18 +15,15 @@ from .sql_tx import SqlTx
 
 
 class PostgresTx(SqlTx):
-    """ReadTx and WriteTx over one psycopg connection; `statements` counts those that completed."""
+    """ReadTx and WriteTx over one psycopg connection."""
 
     def __init__(self, conn: psycopg.Connection[Any], writing: bool) -> None:
         super().__init__(sql_files.queries("postgres"), writing)
         self.conn = conn
-        self.statements = 0
         self._now: float | None = None
 
     def _execute(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:
-        cur = self.conn.execute(query, params)  # named queries from storage/postgres/
-        self.statements += 1
-        return cur
+        return self.conn.execute(query, params)  # named queries from storage/postgres/
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
         return self._execute(self.q[name], params).fetchall()
