@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import math
 import os
 import sys
 from typing import Any, Callable, NoReturn
 
-from . import __version__, config, limits
+from . import __version__, cli_serve, cli_tokens, config, limits
 from .config import ConfigError
 from .display import iso as _iso, short as _short, table as _table
 from .errors import StoreError, TaskError
 from .models import Event, Task
 from .registry import Registry
-from .rules import Policy
 from .states import State
 from .stores import make_store
 
@@ -153,44 +151,6 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     where += ["the event sequence"] if in_seq else []
     print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found, in {' and '.join(where)}")
     return 1
-
-
-async def check_database(db: str, synchronous: str) -> bool:
-    """Open the database `serve` will use once, as its server will (creating it if missing), so that
-    a path it cannot use fails here in one line; True when it can only be read."""
-    store = make_store(db, synchronous=synchronous)
-    await store.open()
-    try:
-        return store.read_only
-    finally:
-        await store.close()
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import create_server, serve_http, serve_stdio
-    from .server.http import require_loopback
-
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    if args.http:
-        try:
-            require_loopback(args.host)
-        except SystemExit as exc:
-            raise ConfigError(str(exc.code)) from None
-    db, synchronous = config.resolve_db(args.db), config.resolve_sync(args.sync)
-    if asyncio.run(check_database(db, synchronous)):
-        print(f"mcp-tasks: {db} can only be read: serving reads, refusing writes", file=sys.stderr)
-    policy = Policy(lease_seconds=args.lease_seconds) if args.lease_seconds is not None else None
-    mcp = create_server(
-        db, agent=args.agent or config.default_agent(), policy=policy,
-        synchronous=synchronous, trust_agent_header=args.http,
-        reaper_interval=args.reaper_interval, log_level=args.log_level.upper(), pool_size=args.pool_size,
-    )
-    if args.http:
-        print(f"mcp-tasks: serving http://{args.host}:{args.port}/mcp (health: /healthz)", file=sys.stderr)
-        serve_http(mcp, args.host, args.port)
-    else:
-        serve_stdio(mcp)
-    return 0
 
 
 async def cmd_events(args: argparse.Namespace) -> int:
@@ -381,19 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", parents=[common], help="replay every task from its events and compare")
     s.set_defaults(run=cmd_verify, reads=True)
 
-    s = sub.add_parser("serve", parents=[common], help="run the MCP server (stdio, or --http)")
-    s.add_argument("--agent", help=f"agent name on stdio (default: ${config.ENV_AGENT} or USER-PID)")
-    s.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead of stdio")
-    s.add_argument("--host", default="127.0.0.1", help="HTTP address (loopback only for now)")
-    s.add_argument("--port", type=bounded(int, 1, 65535), default=8765)
-    s.add_argument("--lease-seconds", type=bounded(float, limits.MIN_LEASE_SECONDS, limits.MAX_LEASE_SECONDS),
-                   help=f"default lease length (default {Policy.lease_seconds:g})")
-    s.add_argument("--reaper-interval", type=bounded(float, 0.1, 3600), default=5.0,
-                   help="seconds between lease sweeps, 0.1 to 3600 (default 5)")
-    s.add_argument("--pool-size", type=bounded(int, 1, 100), default=None,
-                   help="PostgreSQL: database connections of this server, 1 to 100 (default 8)")
-    s.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    s.set_defaults(run=cmd_serve, sync_command=True)
+    cli_serve.add_parser(sub, common, bounded)
+
+    cli_tokens.add_parser(sub, common, bounded)
 
     s = sub.add_parser("events", parents=[common], help="print the event log (--follow to tail it)")
     s.add_argument("--task", help="only this task's events")

@@ -110,6 +110,24 @@ class Forbidden(TaskError):
     code = "forbidden"
 
 
+class RoleRequired(Forbidden):
+    """The caller's role is too small for the operation; `role_needed` names the least role that may."""
+
+    code = "role_required"
+
+
+class RateLimited(TaskError):
+    """Too many requests for one token; `retry_after` says in how many seconds to try again."""
+
+    code = "rate_limited"
+
+
+class TokenError(TaskError):
+    """A token operation was refused (a live token of that name exists, no such token...)."""
+
+    code = "token"
+
+
 class StoreError(TaskError):
     """The database failed, not the request: nothing was changed. Drivers' errors become one of
     the subclasses below, once, in the store; nothing above the store sees a driver exception."""

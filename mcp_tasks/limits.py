@@ -232,3 +232,9 @@ def render_markdown() -> str:
         value = f"{globals()[const]:,}" + (f" {unit}" if unit else "")
         lines.append(f"| `{const}` | {value} | {applies} |")
     return "\n".join(lines)
+
+
+# Per-token limits of the HTTP service (serve --rate, --burst, --sessions-per-token).
+TOKEN_RATE = 50.0  # requests per second per token, sustained
+TOKEN_BURST = 200  # requests a token may make at once before the rate applies
+SESSIONS_PER_TOKEN = 32  # open MCP sessions (2025-11-25 clients) per token

@@ -10,7 +10,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .states import State
+from .states import Role, State
 
 SCHEMA_VERSION = 1
 
@@ -22,6 +22,37 @@ class Caller(NamedTuple):
 
     agent: str
     client: str
+    role: Role = Role.ADMIN  # the CLI and library calls on a local database act as admin
+
+
+class TokenInfo(BaseModel):
+    """A bearer token as stored: its name (the caller's identity), role and lifecycle, never the
+    token itself (only its SHA-256, `token_hash`, is stored)."""
+
+    name: str
+    role: Role
+    token_hash: str
+    created_at: float
+    created_by: str
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    revoked_by: str | None = None
+    last_used_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        """Not revoked and not expired at `now`."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class TokenEvent(BaseModel):
+    """One entry of the token log: who created or revoked which name, when (never the secret)."""
+
+    id: int
+    name: str
+    type: str
+    actor: str
+    at: float
+    data: dict[str, Any] = {}
 
 
 class Usage(BaseModel):

@@ -54,8 +54,7 @@ def create_tasks(t: Tx, specs: list[NewTask], ids: list[str], ready: bool) -> Cr
         t.tx.insert_task(task)
         fields = task.model_dump(mode="json", exclude={"blocks"}, exclude_defaults=True)
         info = {"key": spec.key} if spec.key is not None else None
-        t.tx.append_event(tid, "created", None, initial, t.actor, t.now, {"set": fields, **(info or {})})
-        t.changed.add(tid)
+        t.append(tid, "created", None, initial, {"set": fields, **(info or {})})
     for tid, deps in zip(ids, resolved):
         for dep in deps:
             t.tx.add_dep(tid, dep)

@@ -6,35 +6,52 @@ makes retries by request_id idempotent, and tells listeners which tasks changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
-from typing import Any, Callable, TypeVar
-
+from typing import Any, Callable, TypeVar, cast
 
 from . import arguments as A
 from . import limits
 from . import planning as P
 from . import transactions as T
-from .errors import IdempotencyConflict, InvalidInput, TaskNotFound
+from .errors import IdempotencyConflict, InvalidInput, RoleRequired
 from .health import Health, run_forever, sleep
 from .ids import lease_hash, new_task_id
-from .models import Caller, Claim, Created, Difference, Event, NewTask, Page, Readiness, Task, TaskSummary, Usage
-from .replay import fold
-from .rules import Policy, readiness
-from .states import State
+from .models import Caller, Claim, Created, NewTask, Page, Task, TaskSummary, Usage
+from .reading import Reads
+from .rules import Policy
+from .states import role_needed
 from .stores.base import IdCollision, ReadTx, Store, WriteTx
-from .verification import PAGE, verify as verify_store
+from .telemetry import Telemetry, TracedStore
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 Listener = Callable[[set[str]], None]
 
 
-class Registry:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(operation: str) -> Callable[[F], F]:
+    """Refuse a caller whose role may not perform `operation` before anything else is looked at
+    (`Registry.authorize`); `_write` checks again, for any write without this decorator."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        async def checked(self: Registry, *args: Any, **kwargs: Any) -> Any:
+            self.authorize(kwargs.get("actor"), operation)
+            return await method(self, *args, **kwargs)
+
+        return cast(F, checked)
+
+    return wrap
+
+
+class Registry(Reads):
     """One task registry over one store. Methods are safe to call concurrently."""
 
     def __init__(
@@ -47,7 +64,8 @@ class Registry:
         rng: random.Random | None = None,
         id_factory: Callable[[], str] = new_task_id,
     ) -> None:
-        self.store = store
+        self.telemetry = Telemetry()  # traces; per-process metrics when a server attaches them (telemetry.py)
+        self.store: Store = TracedStore(store, self.telemetry)
         self.agent = limits.agent(agent)
         self.policy = policy or Policy()
         self.clock = clock  # None: the store's clock (the database server's on PostgreSQL)
@@ -80,9 +98,21 @@ class Registry:
         if actor is None:
             return Caller(self.agent, self.agent)
         if isinstance(actor, Caller):
-            return Caller(limits.agent(actor.agent), actor.client)
+            return Caller(limits.agent(actor.agent), actor.client, actor.role)
         name = limits.agent(actor)
         return Caller(name, name)
+
+    def authorize(self, actor: str | Caller | None, operation: str) -> Caller:
+        """The caller, if its role may perform `operation` (the role table in states.py); else
+        RoleRequired naming the role needed."""
+        caller = self._caller(actor)
+        if not caller.role.may(operation):
+            needed = role_needed(operation)
+            raise RoleRequired(
+                f"{operation} needs the {needed} role; {caller.agent} has the {caller.role} role. "
+                f"Ask an admin for a token with the {needed} role", role_needed=needed.value, role=caller.role.value,
+            )
+        return caller
 
     async def _write(
         self,
@@ -98,14 +128,14 @@ class Registry:
         (client, request_id): a repeat returns the first answer and changes nothing. `current(tx,
         stored)` decides whether a stored answer may still be replayed; when it says no, the
         request id is free again and the call runs as new (a claim whose lease has ended)."""
-        caller = self._caller(actor)
+        caller = self.authorize(actor, op)
         rid = None if request_id is None else limits.text("request_id", request_id, limits.MAX_REQUEST_ID, required=True)
         digest = ""
         if rid is not None:
             canon = json.dumps(args, sort_keys=True, separators=(",", ":"), default=A.canon)
             digest = hashlib.sha256(f"{op}\n{canon}".encode()).hexdigest()
 
-        def run(tx: WriteTx) -> tuple[R, set[str]]:
+        def run(tx: WriteTx) -> tuple[R, T.Tx | None]:
             if rid is not None:
                 prior = tx.get_request(caller.client, rid)
                 if prior is not None:
@@ -119,16 +149,16 @@ class Registry:
                                 "use a new request_id for a new request",
                                 request_id=rid,
                             )
-                        return (decode(value) if decode else value), set()
+                        return (decode(value) if decode else value), None
             t = T.Tx(tx=tx, now=self.now(tx), actor=caller.agent, policy=self.policy, rng=self.rng)
             result = script(t)
             if rid is not None:  # even an answer that changed nothing is the answer to this request
                 tx.put_request(caller.client, rid, caller.agent, op, digest, A.encode(result), t.now)
-            return result, t.changed
+            return result, t
 
-        result, changed = await self.store.write(run)
-        if changed:
-            self._notify(changed)
+        result, t = await self.telemetry.write(op, caller, args.get("id"), self.store.write(run))
+        if t is not None and t.changed:
+            self._notify(t.changed)
         return result
 
     def _notify(self, changed: set[str]) -> None:
@@ -139,6 +169,7 @@ class Registry:
                 log.exception("change listener failed")
 
     # ------------------------------------------------------------ creating and planning
+    @requires("create_tasks")
     async def create_tasks(
         self,
         tasks: list[NewTask | dict[str, Any]],
@@ -161,6 +192,7 @@ class Registry:
                 continue
         raise RuntimeError("could not draw unique task ids")  # pragma: no cover
 
+    @requires("schedule")
     async def schedule(self, task_ids: list[str], *, actor: str | Caller | None = None, request_id: str | None = None) -> list[Task]:
         """Move BACKLOG tasks to PENDING."""
         if not isinstance(task_ids, list) or not task_ids:
@@ -172,6 +204,7 @@ class Registry:
             "schedule", actor, request_id, {"ids": ids}, lambda t: P.schedule(t, ids), A.task_list
         )
 
+    @requires("update_task")
     async def update(
         self,
         task_id: str,
@@ -201,6 +234,7 @@ class Registry:
             lambda t: P.update(t, tid, expected_version, clean, add, remove), Task.model_validate,
         )
 
+    @requires("cancel")
     async def cancel(
         self, task_id: str, reason: str, *, expected_version: int | None = None,
         actor: str | Caller | None = None, request_id: str | None = None,
@@ -215,11 +249,13 @@ class Registry:
             lambda t: T.cancel(t, tid, why, expected_version), Task.model_validate,  # type: ignore[arg-type]
         )
 
+    @requires("retry")
     async def retry(self, task_id: str, *, actor: str | Caller | None = None, request_id: str | None = None) -> Task:
         """Put a dead-lettered (FAILED) task back in the queue now."""
         tid = limits.task_id("task_id", task_id)
         return await self._write("retry", actor, request_id, {"id": tid}, lambda t: T.retry(t, tid), Task.model_validate)
 
+    @requires("review")
     async def review(
         self, task_id: str, approve: bool, comment: str | None = None, *,
         actor: str | Caller | None = None, request_id: str | None = None,
@@ -253,6 +289,7 @@ class Registry:
         nxt = A.cursor_encode("r", rows[n - 1][1]) if len(rows) > n else None
         return Page[TaskSummary](items=items, next_cursor=nxt)
 
+    @requires("claim")
     async def claim(
         self,
         task_id: str | None = None,
@@ -276,11 +313,13 @@ class Registry:
             lambda v: None if v is None else Claim.model_validate(v), _claim_still_held,
         )
 
+    @requires("start")
     async def start(self, task_id: str, lease: str, *, actor: str | Caller | None = None, request_id: str | None = None) -> Task:
         """ASSIGNED -> ACTIVE; renews the lease."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         return await self._write("start", actor, request_id, {"id": tid, "lease": lease_hash(tok)}, lambda t: T.start(t, tid, tok), Task.model_validate)
 
+    @requires("checkpoint")
     async def checkpoint(
         self, task_id: str, lease: str, data: Any = None, note: str | None = None, progress: int | None = None,
         *, actor: str | Caller | None = None, request_id: str | None = None,
@@ -296,6 +335,7 @@ class Registry:
             Task.model_validate,
         )
 
+    @requires("complete")
     async def complete(
         self, task_id: str, lease: str, result: Any = None, artifacts: list[str] | None = None,
         usage: Usage | dict[str, Any] | None = None, *, actor: str | Caller | None = None, request_id: str | None = None,
@@ -311,6 +351,7 @@ class Registry:
             "complete", actor, request_id, args, lambda t: T.complete(t, tid, tok, res, arts, use), Task.model_validate
         )
 
+    @requires("fail")
     async def fail(
         self, task_id: str, lease: str, error: str, retryable: bool = True,
         *, actor: str | Caller | None = None, request_id: str | None = None,
@@ -325,6 +366,7 @@ class Registry:
             lambda t: T.fail(t, tid, tok, err, retryable), Task.model_validate,  # type: ignore[arg-type]
         )
 
+    @requires("pause")
     async def pause(
         self, task_id: str, lease: str, reason: str, *, actor: str | Caller | None = None, request_id: str | None = None
     ) -> Task:
@@ -336,11 +378,13 @@ class Registry:
             lambda t: T.pause(t, tid, tok, why), Task.model_validate,  # type: ignore[arg-type]
         )
 
+    @requires("resume")
     async def resume(self, task_id: str, lease: str, *, actor: str | Caller | None = None, request_id: str | None = None) -> Task:
         """PAUSED -> ACTIVE; the lease runs again."""
         tid, tok = limits.task_id("task_id", task_id), A.lease(lease)
         return await self._write("resume", actor, request_id, {"id": tid, "lease": lease_hash(tok)}, lambda t: T.resume(t, tid, tok), Task.model_validate)
 
+    @requires("release")
     async def release(
         self, task_id: str, lease: str, reason: str | None = None, *, actor: str | Caller | None = None, request_id: str | None = None
     ) -> Task:
@@ -350,6 +394,19 @@ class Registry:
         return await self._write(
             "release", actor, request_id, {"id": tid, "lease": lease_hash(tok), "reason": why},
             lambda t: T.release(t, tid, tok, why), Task.model_validate,
+        )
+
+    @requires("force_release")
+    async def force_release(
+        self, task_id: str, reason: str, *, actor: str | Caller | None = None, request_id: str | None = None
+    ) -> Task:
+        """Take held work back from its holder (admin): ASSIGNED -> PENDING, ACTIVE -> FAILED and the
+        retry rule, as if its lease had expired now."""
+        tid = limits.task_id("task_id", task_id)
+        why = limits.text("reason", reason, limits.MAX_TEXT, required=True) or ""
+        return await self._write(
+            "force_release", actor, request_id, {"id": tid, "reason": why},
+            lambda t: T.force_release(t, tid, why), Task.model_validate,
         )
 
     # ------------------------------------------------------------ maintenance
@@ -386,135 +443,6 @@ class Registry:
                 pass
 
         await run_forever("reaper", sweep, sleep, interval, self.health)
-
-    # ------------------------------------------------------------ reading
-    async def get(self, task_id: str) -> Task:
-        """One task with its dependencies and the tasks it blocks."""
-        tid = limits.task_id("task_id", task_id)
-        task = await self.store.read(lambda tx: tx.get_task(tid, with_blocks=True))
-        if task is None:
-            raise TaskNotFound(f"no task has id {tid}")
-        return task
-
-    async def get_with_context(self, task_id: str, events: int = 0) -> tuple[Task, Readiness, list[Event]]:
-        """A task, why it is or is not claimable, and its latest `events` events, in one read."""
-        tid = limits.task_id("task_id", task_id)
-        n = limits.integer("events", events, 0, limits.MAX_EVENT_PAGE)
-        if n:
-            await self.store.settle()
-
-        def run(tx: ReadTx) -> tuple[Task, Readiness, list[Event]] | None:
-            task = tx.get_task(tid, with_blocks=True)
-            if task is None:
-                return None
-            ready = readiness(task, tx.dependency_states(tid), self.now(tx))
-            return task, ready, tx.latest_events_of_task(tid, n) if n else []
-
-        found = await self.store.read(run)
-        if found is None:
-            raise TaskNotFound(f"no task has id {tid}")
-        return found
-
-    async def find(
-        self,
-        *,
-        state: State | str | None = None,
-        assignee: str | None = None,
-        tag: str | None = None,
-        text: str | None = None,
-        types: list[str] | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> Page[Task]:
-        """Tasks matching all the given filters, newest first."""
-        st = None
-        if state is not None:
-            try:
-                st = State(state.upper() if isinstance(state, str) else state)
-            except ValueError:
-                raise InvalidInput(f"state {state!r} is not a state; states: {', '.join(s.value for s in State)}") from None
-        who = None if assignee is None else limits.agent(assignee, "assignee")
-        tg = None if tag is None else limits.name("tag", tag)
-        q = limits.text("text", text, limits.MAX_TITLE) or None
-        kinds = limits.names("types", types, limits.MAX_TAGS) or None
-        n = limits.integer("limit", limit, 1, limits.MAX_PAGE)
-        after = A.cursor_decode("f", cursor, 2)
-        rows = await self.store.read(lambda tx: tx.find_tasks(st, who, tg, q, after, n + 1, kinds))
-        nxt = A.cursor_encode("f", rows[n - 1][1]) if len(rows) > n else None
-        return Page[Task](items=[t for t, _ in rows[:n]], next_cursor=nxt)
-
-    async def events(self, task_id: str, *, after: int = 0, limit: int = 100) -> list[Event]:
-        """A task's events in order, after sequence number `after`."""
-        tid = limits.task_id("task_id", task_id)
-        a = limits.integer("after", after, 0, 2**62)
-        n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
-        await self.store.settle()
-        return await self.store.read(lambda tx: tx.events_of_task(tid, a, n))
-
-    async def events_since(self, seq: int = 0, *, limit: int = 100) -> list[Event]:
-        """Events of all tasks with sequence number greater than `seq`, oldest first."""
-        a = limits.integer("seq", seq, 0, 2**62)
-        n = limits.integer("limit", limit, 1, limits.MAX_EVENT_PAGE)
-        await self.store.settle()
-        return await self.store.read(lambda tx: tx.events_since(a, n))
-
-    async def event_pages(
-        self, after: int = 0, *, task_id: str | None = None, page: int = limits.MAX_EVENT_PAGE
-    ) -> AsyncIterator[list[Event]]:
-        """Every event after sequence number `after` (only `task_id`'s when given), page by page in
-        order, until the log as it is now has been read."""
-        tid = None if task_id is None else limits.task_id("task_id", task_id)
-        seq = limits.integer("after", after, 0, 2**62)
-        n = limits.integer("page", page, 1, limits.MAX_EVENT_PAGE)
-        await self.store.settle()
-        while True:
-            if tid is None:
-                events = await self.store.read(lambda tx: tx.events_since(seq, n))
-            else:
-                events = await self.store.read(lambda tx: tx.events_of_task(tid, seq, n))
-            if events:
-                yield events
-                seq = events[-1].seq
-            if len(events) < n:
-                return
-
-    async def last_seq(self) -> int:
-        """Sequence number of the newest event (0 when there are none)."""
-        await self.store.settle()
-        return await self.store.read(lambda tx: tx.last_seq())
-
-    async def replay(self, task_id: str) -> Task:
-        """The task rebuilt from its events alone: TaskNotFound when it has none, DamagedHistory
-        when they cannot rebuild it (an unreadable event, earlier events missing)."""
-        tid = limits.task_id("task_id", task_id)
-        task = fold([e async for page in self.event_pages(task_id=tid) for e in page])
-        if task is None:
-            raise TaskNotFound(f"no events for task {tid}")
-        return task
-
-    async def verify(self, *, batch: int = PAGE) -> list[Difference]:
-        """Every problem with the stored tasks and the event log (empty when there is none): each
-        row replayed from its events, rows and edges the log cannot explain, holes in the event
-        sequence, unmet_deps counters (verification.py)."""
-        return await verify_store(self.store, batch=batch)
-
-    async def counts(self) -> dict[State, int]:
-        """Number of tasks in each state (every state present, zero included)."""
-        found = await self.store.read(lambda tx: tx.count_by_state())
-        return {s: found.get(s, 0) for s in State}
-
-    async def complete_ids(self, prefix: str, limit: int = 50) -> list[str]:
-        """Task ids starting with `prefix` (for completions). No id holds a NUL, which PostgreSQL
-        cannot take in a text parameter: such a prefix completes to nothing."""
-        if not isinstance(prefix, str) or len(prefix) > 40 or "\x00" in prefix:
-            return []
-        return await self.store.read(lambda tx: tx.task_ids_with_prefix(prefix, limit))
-
-    async def complete_agents(self, prefix: str, limit: int = 50) -> list[str]:
-        """Agent names (assignees) starting with `prefix` (for completions; none holds a NUL)."""
-        if not isinstance(prefix, str) or len(prefix) > limits.MAX_AGENT or "\x00" in prefix:
-            return []
-        return await self.store.read(lambda tx: tx.assignees_with_prefix(prefix, limit))
 
 
 def _claim_still_held(tx: WriteTx, stored: Any) -> bool:

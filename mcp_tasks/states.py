@@ -152,3 +152,56 @@ def render_markdown() -> str:
     for e in sorted(EDGES, key=lambda e: (order[e.source], order[e.target])):
         lines.append(f"| {e.source} | {e.action} | {e.target} | {e.note} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- roles
+
+
+class Role(str, Enum):
+    """What a caller may do; cumulative: each role may do everything the ones before it may."""
+
+    VIEWER = "viewer"
+    AGENT = "agent"
+    PLANNER = "planner"
+    ADMIN = "admin"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def may(self, operation: str) -> bool:
+        """Whether this role may perform `operation` (a key of ROLE_NEEDED)."""
+        return _RANK[self] >= _RANK[role_needed(operation)]
+
+
+_RANK = {role: rank for rank, role in enumerate(Role)}
+
+# The least role each operation needs: the one table MCP, the CLI and the board are checked against.
+# Reading (tasks, events, the board, metrics) needs only viewer. An agent works only its own
+# leases: the lease token, not the role, decides whose task it is.
+ROLE_NEEDED: dict[str, Role] = {
+    **dict.fromkeys(("read", "list_available", "get_task", "find_tasks"), Role.VIEWER),
+    **dict.fromkeys(("claim", "start", "checkpoint", "complete", "fail", "pause", "resume", "release",
+                     "create_tasks"), Role.AGENT),
+    **dict.fromkeys(("update_task", "schedule", "cancel", "retry", "review"), Role.PLANNER),
+    **dict.fromkeys(("force_release", "manage_tokens"), Role.ADMIN),
+}
+
+ROLE_DUTIES: dict[Role, str] = {
+    Role.VIEWER: "read tasks, events, the board and metrics",
+    Role.AGENT: "+ claim and work its own leases (start, checkpoint, complete, fail, pause, resume, release), "
+                "create tasks",
+    Role.PLANNER: "+ update, schedule, cancel, retry, review",
+    Role.ADMIN: "+ force-release held work, manage tokens",
+}
+
+
+def role_needed(operation: str) -> Role:
+    """The least role that may perform `operation`; an operation missing from the table needs admin."""
+    return ROLE_NEEDED.get(operation, Role.ADMIN)
+
+
+def render_roles_markdown() -> str:
+    """The role table as Markdown (README)."""
+    lines = ["| role | may |", "|---|---|"]
+    lines += [f"| {role} | {ROLE_DUTIES[role]} |" for role in Role]
+    return "\n".join(lines)

@@ -34,11 +34,13 @@ from .states import (
     targets,
 )
 from .stores.base import WriteTx
+from .telemetry import Appended
 
 REAPER = "reaper"
 
 # How a lease ends (Task.lease_end), by the action or event that ended it.
-COMPLETED, FAILED, RELEASED, EXPIRED, CANCELLED = "completed", "failed", "released", "expired", "cancelled"
+COMPLETED, FAILED, RELEASED, EXPIRED, CANCELLED, FORCED = (
+    "completed", "failed", "released", "expired", "cancelled", "forced")
 # A lease that ended by this action answers a repeat of the action as the first call did.
 LEASE_ENDED_BY = {"complete": COMPLETED, "fail": FAILED, "release": RELEASED}
 # A holding lease whose task is already where this action leads answers a repeat of it likewise.
@@ -56,6 +58,7 @@ def _ended(task: Task) -> str:
         RELEASED: f"it was released; it is {task.state.value} now",
         EXPIRED: f"it expired without a heartbeat and the task went back to the queue; it is {task.state.value} now",
         CANCELLED: "the task was cancelled",
+        FORCED: f"an admin took the task back from you; it is {task.state.value} now",
     }.get(task.lease_end or "", f"it ended ({task.lease_end})")
     return f"your lease on {task.id} has ended: {how}. Stop working on it; claim again for more work"
 
@@ -78,6 +81,16 @@ class Tx:
     policy: Policy
     rng: random.Random
     changed: set[str] = field(default_factory=set)
+    appended: list[Appended] = field(default_factory=list)  # this call's events, for its trace and metrics
+
+    def append(
+        self, task_id: str, event: str, from_state: State | None, to_state: State | None, data: dict[str, Any],
+        actor: str | None = None,
+    ) -> None:
+        """Append one event to the log (the one place events are written) and note the task as changed."""
+        self.tx.append_event(task_id, event, from_state, to_state, actor or self.actor, self.now, data)
+        self.appended.append(Appended(task_id, event, from_state, to_state, data))
+        self.changed.add(task_id)
 
     # ---- the one way any task changes
     def change(
@@ -107,8 +120,7 @@ class Tx:
         data: dict[str, Any] = {"set": {k: _jsonable(v) for k, v in fields.items()}}
         if info:
             data.update(info)
-        self.tx.append_event(task.id, event, task.state, to_state, actor or self.actor, self.now, data)
-        self.changed.add(task.id)
+        self.append(task.id, event, task.state, to_state, data, actor)
         if new_state == State.DONE:
             self._unblock_dependents(task.id)
         return new
@@ -211,6 +223,25 @@ def reap(t: Tx, limit: int) -> list[str]:
             _retry_or_dead_letter(t, failed, retryable=True, actor=REAPER, holder=holder)
         reaped.append(task.id)
     return reaped
+
+
+def force_release(t: Tx, task_id: str, reason: str) -> Task:
+    """An admin takes held work back (from a dead agent, say): ASSIGNED -> PENDING; ACTIVE -> FAILED,
+    then the retry rule, as when its lease expires. The holder's next call hears who ended its lease."""
+    task = t.load(task_id)
+    if task.state not in LEASED_STATES:
+        raise InvalidTransition(f"cannot force-release {task.id}: only ASSIGNED or ACTIVE work is held by a running "
+                                "lease", task_id=task.id, state=task.state)
+    holder = task.assignee
+    info = {"holder": holder, "reason": reason}
+    if task.state == State.ASSIGNED:
+        return t.change(task, State.PENDING, "force_released", {**_unassigned(), "lease_end": FORCED}, info)
+    entry = error_entry(t.now, f"taken back by {t.actor}: {reason}", task.retry_count + 1, True, t.actor)
+    failed = t.change(
+        task, State.FAILED, "force_released",
+        {"error_log": append_error(task.error_log, entry), "lease_expires_at": None, "lease_end": FORCED}, info,
+    )
+    return _retry_or_dead_letter(t, failed, retryable=True, holder=holder)
 
 
 def _unassigned() -> dict[str, Any]:

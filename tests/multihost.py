@@ -132,7 +132,8 @@ class Cluster:
         self.tag = f"mh-{os.getpid()}-{random.randrange(16**6):06x}"  # application_name prefix of our backends
         sep = "&" if "?" in self.location else "?"
         for i in range(self.count):
-            url = f"{self.location}{sep}application_name={self.tag}-{i}"
+            postgres = self.location.startswith(("postgres://", "postgresql://"))
+            url = f"{self.location}{sep}application_name={self.tag}-{i}" if postgres else self.location
             self.servers.append(Server(i, url, self.workdir, self.extra))
 
     async def start(self) -> None:
@@ -215,6 +216,7 @@ class HttpAgent:
     fail_rate: float = 0.05
     mode: str = "auto"
     call_limit: float = 90.0
+    token: str | None = None  # a bearer token (its name is the agent's), else the X-MCP-Tasks-Agent header
     client: Client | None = None
     holding: dict[str, Any] | None = None  # {"task", "lease", "ops": [(tool, args), ...]}
 
@@ -231,7 +233,8 @@ class HttpAgent:
                 continue
             server = self.rng.choice(live)
             try:
-                async with httpx2.AsyncClient(headers={"X-MCP-Tasks-Agent": self.name},
+                identity = {"Authorization": f"Bearer {self.token}"} if self.token else {"X-MCP-Tasks-Agent": self.name}
+                async with httpx2.AsyncClient(headers=identity,
                                               timeout=httpx2.Timeout(30, read=self.call_limit + 30)) as http:
                     async with Client(streamable_http_client(f"{server.base}/mcp", http_client=http),
                                       mode=self.mode) as client:
@@ -346,10 +349,24 @@ class HttpAgent:
                 await anyio.sleep(self.rng.random() * 0.01)
 
 
-def make_agents(cluster: Cluster, count: int, seed: int, fail_rate: float) -> tuple[list[HttpAgent], list[dict], Stats]:
-    """`count` agents sharing one journal and one Stats; half speak the 2025 protocol (sessions)."""
+def make_agents(cluster: Cluster, count: int, seed: int, fail_rate: float,
+                tokens: dict[str, str] | None = None) -> tuple[list[HttpAgent], list[dict], Stats]:
+    """`count` agents sharing one journal and one Stats; half speak the 2025 protocol (sessions).
+    With `tokens` (agent name -> bearer token), each agent presents its own."""
     journal: list[dict[str, Any]] = []
     stats = Stats()
     agents = [HttpAgent(f"agent-{i}", cluster, journal, stats, random.Random(seed * 1000 + i), fail_rate,
-                        mode="legacy" if i % 2 else "auto") for i in range(count)]
+                        mode="legacy" if i % 2 else "auto", token=(tokens or {}).get(f"agent-{i}"))
+              for i in range(count)]
     return agents, journal, stats
+
+
+async def work_until_done(agents: list[HttpAgent], seconds: float, done: anyio.Event) -> None:
+    """Run every agent to the end, then set `done`."""
+    deadline = time.monotonic() + seconds
+    try:
+        async with anyio.create_task_group() as tg:
+            for agent in agents:
+                tg.start_soon(agent.run, deadline)
+    finally:
+        done.set()

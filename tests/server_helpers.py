@@ -60,14 +60,17 @@ MCP_TASKS = [sys.executable, "-m", "mcp_tasks"]
 
 
 @contextmanager
-def http_process(argv: list[str], base: str, log: Path | None = None) -> Iterator[Any]:
+def http_process(argv: list[str], base: str, log: Path | None = None, *, env: dict[str, str] | None = None,
+                 stdout: Path | None = None) -> Iterator[Any]:
     """Run `argv` (an HTTP server listening at `base`) until its /healthz says ok; yields its stderr
-    file (`log` when given), and stops the server afterwards."""
+    file (`log` when given), and stops the server afterwards. `env`: its environment (default: this
+    process's); `stdout`: a file for its standard output (default: discarded)."""
     import tempfile
     import urllib.request
 
     errors: Any = open(log, "w+b") if log is not None else tempfile.TemporaryFile()
-    proc = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+    out: Any = open(stdout, "wb") if stdout is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, env={**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}, stdout=out,
                             stderr=errors)
     try:
         deadline = time.monotonic() + 30
@@ -93,6 +96,8 @@ def http_process(argv: list[str], base: str, log: Path | None = None) -> Iterato
             proc.kill()
             proc.wait()
         errors.close()
+        if stdout is not None:
+            out.close()
 
 
 @contextmanager

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mcp_tasks import Registry
-from mcp_tasks.harness import bench, bench_data, postgres_bench, sqlite_bench
+from mcp_tasks.harness import bench, bench_data, http_bench, postgres_bench, sqlite_bench
 from mcp_tasks.stores import SqliteStore
 from mcp_tasks.stores.postgres import PostgresStore
 
@@ -64,10 +67,20 @@ def test_quick_run_on_both_stores_prints_every_row_and_leaves_no_schema_behind()
     assert_rows(out, bench.row_names(quick=True, postgres=True))
     assert out.splitlines()[2].startswith("postgres: PostgreSQL "), out
     assert "listed different tasks" not in out and "claims of" not in out and "never published" not in out, out
+    for side in ("tokens", "no tokens", "no-op"):
+        assert re.search(rf"^note: HTTP, {side}: {NUMBER} calls/s, p50 .*; CPU per call: ", out, re.M), side
     prefix = re.search(r"^note: PostgreSQL figures were measured in schemas (mcp_tasks_bench_[0-9a-f]+_)\*, all dropped",
                        out, re.MULTILINE)
     assert prefix is not None, out
     assert not {s for s in bench_schemas(base) if s.startswith(prefix.group(1)) or s == "mcp_tasks_bench_named"}
+
+
+def test_http_percentiles_are_nearest_rank_in_milliseconds():
+    latencies = [i / 1000 for i in range(100, 0, -1)]  # 100 down to 1 ms
+    assert http_bench.percentile_ms(latencies, 50) == pytest.approx(50)
+    assert http_bench.percentile_ms(latencies, 99) == pytest.approx(99)
+    assert http_bench.percentile_ms([0.004], 99) == pytest.approx(4)
+    assert math.isnan(http_bench.percentile_ms([], 99))
 
 
 def test_postgres_option_with_an_unreachable_server_says_so_in_one_line():

@@ -50,3 +50,12 @@ def test_readme_has_exactly_two_setup_commands_near_the_top():
     assert commands[1].endswith("python -m pytest")
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+def test_readme_roles_table_is_rendered_from_the_code():
+    from mcp_tasks.states import render_roles_markdown
+
+    assert _section("roles") == render_roles_markdown(), (
+        "README's roles table is stale; paste the output of "
+        "`python -c 'from mcp_tasks.states import render_roles_markdown; print(render_roles_markdown())'`"
+    )

@@ -28,7 +28,7 @@ from mcp_tasks.stores.postgres import PostgresStore
 
 from .databases import TestDatabase
 from .fleet import all_events, check_history, make_plan
-from .multihost import Cluster, HttpAgent, Stats, env_int, make_agents
+from .multihost import Cluster, Stats, env_int, make_agents, work_until_done
 from .pg_faults import Chaos, ensure_running, listeners_of, pg_control, watch_connections
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills are Linux-specific")
@@ -49,17 +49,6 @@ def store_kind(request) -> str:
 def fault_cluster(db: TestDatabase, tmp_path) -> Cluster:
     """Servers with the shortest lease, so work cut off by a fault comes back quickly."""
     return Cluster(db.location, tmp_path, SERVERS, ("--lease-seconds", "5", "--reaper-interval", "0.3"))
-
-
-async def work_until_done(agents: list[HttpAgent], seconds: float, done: anyio.Event) -> None:
-    """Run every agent to the end, then set `done`."""
-    deadline = time.monotonic() + seconds
-    try:
-        async with anyio.create_task_group() as tg:
-            for agent in agents:
-                tg.start_soon(agent.run, deadline)
-    finally:
-        done.set()
 
 
 def progress(journal: list[dict], deps: dict[str, list[str]]) -> float:

@@ -28,14 +28,16 @@ from ..registry import Registry
 from ..stores import SqliteStore
 from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
-from . import sqlite_bench
+from . import http_bench, sqlite_bench
 
-HELP = "measure claims/s, list latency, MCP call cost, cold start and memory against references"
+HELP = "measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start and memory against references"
 DESCRIPTION = (
     "Measure mcp-tasks against a reference for every figure, in one run: claims/s through the "
     "registry vs a raw sqlite3 loop running the same SQL (1 and 4 processes); list_available(50) "
     "vs a naive dependency scan; one MCP tool call over stdio and server cold start vs a bare "
-    "MCPServer; server memory (RSS) vs a bare MCPServer. Prints one table (ratio = value / "
+    "MCPServer; tool calls/s and p99 latency over Streamable HTTP from 16 concurrent clients, with a "
+    "bearer token each (rate limit raised out of reach), vs a bare MCPServer's no-op tool and vs our "
+    "server without tokens; server memory (RSS) vs a bare MCPServer. Prints one table (ratio = value / "
     "reference value). The full run takes a minute or more (it builds a 100k-task, 1M-event database); "
     "--quick takes seconds. --postgres URL adds the PostgreSQL store's rows: claims/s vs raw psycopg loops "
     "(1 and 16 connections), list_available(50), and cross-server notification latency, measured in new "
@@ -113,7 +115,7 @@ def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> lis
         names += [f"list_available(50), {n:,} tasks" for n in sizes.list_sizes]
     else:
         names.append("list_available(50), --db copy")
-    names += ["MCP tool call over stdio", "cold start to first tools/list", "server RSS"]
+    names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS"]
     if postgres:
         from . import postgres_figures
 
@@ -376,6 +378,7 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         for total in ([None] if db is not None else b.sizes.list_sizes):
             figures.append(await bench_list(b, total))
         figures.append(await bench_mcp_call(b))
+        figures += await http_bench.run(b)
         figures.append(await bench_cold_start(b))
         figures.append(await bench_rss(b))
         if postgres is not None:

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -17,8 +17,13 @@ from .. import __version__, limits
 from ..models import Caller
 from ..registry import Registry
 from ..rules import Policy
+from ..states import Role
 from ..stores import make_store
+from ..telemetry import flush_traces
+from ..tokens import Tokens
+from .auth import RegistryTokens, RoleTools, auth_settings, caller_of
 from .connections import CONNECTION_KEY
+from .metrics import OperationTimer, ServerMetrics
 from .notify import ChangeFollower, LegacySubscriptions, publisher
 from .prompts import build_prompts
 from .resources import register_resources
@@ -42,27 +47,41 @@ class AppState:
     policy: Policy
     synchronous: str = "FULL"
     trust_agent_header: bool = False
+    role: Role = Role.ADMIN  # of every caller without a token (stdio, loopback HTTP without tokens)
+    public_url: str | None = None  # set: every HTTP caller is identified by a bearer token
     reaper_interval: float = 5.0
     poll_interval: float = 0.5
     clock: Callable[[], float] | None = None  # None: the store's clock
     pool_size: int | None = None  # PostgreSQL connections (None: the store's default)
     registry: Registry = field(default=None)  # type: ignore[assignment]
+    tokens: Tokens | None = None
     follower: ChangeFollower | None = None
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)  # /metrics (metrics.py)
     users: int = 0
     # Distinguishes this server process from every other (and from its own earlier runs).
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def caller(self, ctx: Context) -> Caller:
-        """Who is calling, and which client: stored answers to repeated requests are scoped to it.
+        """Who is calling (see `caller_of_request`)."""
+        return self.caller_of_request(ctx.request_context)
 
-        stdio (and in-process clients): this server process serves one client. HTTP: a 2025-11-25
-        client's MCP session, or for a sessionless 2026-07-28 client its TCP connection. The agent
-        name is the X-MCP-Tasks-Agent header where trusted (loopback HTTP); an HTTP client without
-        one gets the server's name with a suffix of its own, so two such clients are two agents.
+    def caller_of_request(self, rc: Any) -> Caller:
+        """Who is calling, with which role, and which client: stored answers to repeated requests
+        are scoped to it.
+
+        With tokens on (HTTP for several hosts), the verified bearer token alone: its name, its
+        role, and the token as the client. stdio (and in-process clients): this server process
+        serves one client. HTTP without tokens (loopback only): a 2025-11-25 client's MCP session,
+        or for a sessionless 2026-07-28 client its TCP connection; the agent name is the
+        X-MCP-Tasks-Agent header where trusted, else the server's name with a suffix of the client's
+        own, so two such clients are two agents.
         """
-        request = ctx.request_context.request
+        request = rc.request
         if request is None:
-            return Caller(self.agent, f"process:{self.nonce}")
+            return Caller(self.agent, f"process:{self.nonce}", self.role)
+        if self.public_url is not None:
+            found = caller_of(request.scope.get("user"))
+            return found if found is not None else Caller("anonymous", f"process:{self.nonce}", Role.VIEWER)
         headers = request.headers
         session = headers.get("mcp-session-id")
         connection = request.scope.get(CONNECTION_KEY)
@@ -75,8 +94,8 @@ class AppState:
             client = f"connection:{self.nonce}:{peer.host if peer else '-'}:{peer.port if peer else '-'}"
         name = headers.get(AGENT_HEADER) if self.trust_agent_header else None
         if name:
-            return Caller(limits.agent(name, "X-MCP-Tasks-Agent header"), client)
-        return Caller(f"{self.agent}-{hashlib.sha256(client.encode()).hexdigest()[:6]}", client)
+            return Caller(limits.agent(name, "X-MCP-Tasks-Agent header"), client, self.role)
+        return Caller(f"{self.agent}-{hashlib.sha256(client.encode()).hexdigest()[:6]}", client, self.role)
 
 
 def create_server(
@@ -91,12 +110,19 @@ def create_server(
     clock: Callable[[], float] | None = None,
     log_level: str = "WARNING",
     pool_size: int | None = None,
+    role: Role = Role.ADMIN,
+    public_url: str | None = None,
 ) -> MCPServer:
-    """An MCP server over the registry in `db` (a SQLite file or a postgresql:// URL)."""
+    """An MCP server over the registry in `db` (a SQLite file or a postgresql:// URL).
+
+    `role`: the role of callers without a token (stdio; loopback HTTP without tokens). `public_url`
+    (HTTP only): the server's address as clients reach it; given, every HTTP caller must present a
+    bearer token (`mcp-tasks token create`), which alone names the caller and its role.
+    """
     app = AppState(
         db=db, agent=limits.agent(agent), policy=policy or Policy(), synchronous=synchronous,
-        trust_agent_header=trust_agent_header, reaper_interval=reaper_interval, poll_interval=poll_interval,
-        clock=clock, pool_size=pool_size,
+        trust_agent_header=trust_agent_header and public_url is None, role=role, public_url=public_url,
+        reaper_interval=reaper_interval, poll_interval=poll_interval, clock=clock, pool_size=pool_size,
     )
     bus = InMemorySubscriptionBus()
 
@@ -115,7 +141,8 @@ def create_server(
         async with registry:
             follower = ChangeFollower(registry, publisher(bus, legacy), app.poll_interval)
             stop_listening = registry.add_listener(follower.poke)
-            app.registry, app.follower, app.users = registry, follower, 1
+            registry.telemetry.sink = app.metrics
+            app.registry, app.follower, app.tokens, app.users = registry, follower, Tokens(registry), 1
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(registry.run_reaper, app.reaper_interval)
@@ -130,16 +157,23 @@ def create_server(
                 app.users = 0
                 app.registry = None  # type: ignore[assignment]
                 app.follower = None
+                app.tokens = None
+                flush_traces()  # SIGTERM ends the process without atexit: send buffered spans now
 
+    tools = build_tools(app)
     mcp: MCPServer = MCPServer(
         "mcp-tasks",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=bus,
-        tools=build_tools(app),
+        tools=tools,
         log_level=log_level,  # type: ignore[arg-type]
+        middleware=[RoleTools(lambda rc: app.caller_of_request(rc).role)],
+        token_verifier=None if public_url is None else RegistryTokens(lambda: app.tokens),
+        auth=None if public_url is None else auth_settings(public_url),
     )
+    mcp.middleware.append(OperationTimer(app.metrics, [t.name for t in tools]))
     legacy = LegacySubscriptions(mcp)
     register_resources(mcp, app)
     for prompt in build_prompts(app):

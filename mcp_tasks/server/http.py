@@ -1,4 +1,8 @@
-"""Streamable HTTP: MCP at /mcp and a health check at /healthz, loopback only until token auth.
+"""Streamable HTTP: MCP at /mcp and a health check at /healthz.
+
+Without tokens only loopback addresses are served, and the X-MCP-Tasks-Agent header names the
+caller. With tokens (server made with `public_url`), any address may be bound and every caller
+is identified by its bearer token (auth.py), with per-token limits.
 
 Limits (keyword arguments of `build_http_app` and `serve_http`; README "HTTP limits"): open
 connections, how long a connection may take to deliver a request, open MCP sessions and how long
@@ -8,24 +12,28 @@ an idle one is kept, request body size. Excess is refused with 503 and Retry-Aft
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.mcpserver import MCPServer
+from pydantic import AnyHttpUrl
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..health import one_line
 from .app import state_of
+from .auth import Limits, TokenGate
 from .connections import (RESERVED_FILES, ConnectionPool, RequestProgress, loop_error_handler, quiet_logs,
                           raise_open_file_limit)
 
@@ -61,11 +69,12 @@ def is_loopback(host: str) -> bool:
 
 
 def require_loopback(host: str) -> str:
-    """The normalized host; refuses any other than loopback: there is no authentication yet."""
+    """The normalized host; refuses any other than loopback (for a server without tokens)."""
     if not is_loopback(host):
         raise SystemExit(
-            f"refusing to listen on {host}: HTTP has no token authentication yet, so mcp-tasks only binds "
-            "loopback addresses (127.0.0.1, ::1, localhost). Put an authenticating proxy in front, or use stdio."
+            f"refusing to listen on {host}: this registry has no tokens, so HTTP serves loopback addresses only "
+            "(127.0.0.1, ::1, localhost). Create one with `mcp-tasks token create NAME --role agent` to serve "
+            "other hosts with authentication, or use stdio."
         )
     return normalize_host(host)
 
@@ -127,9 +136,12 @@ def build_http_app(
     max_sessions: int = MAX_SESSIONS,
     session_idle_timeout: float = SESSION_IDLE_TIMEOUT,
     max_body_bytes: int = MAX_BODY_BYTES,
+    limits: Limits | None = None,
 ) -> Starlette:
-    """The ASGI app: /mcp (Streamable HTTP, both protocol eras) and /healthz."""
-    security = loopback_security(host)
+    """The ASGI app: /mcp (Streamable HTTP, both protocol eras) and /healthz; with tokens on, the
+    protected-resource metadata and per-token `limits` too."""
+    security = loopback_security(host) if is_loopback(host) else TransportSecuritySettings(
+        enable_dns_rebinding_protection=False)
     mcp_app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH, transport_security=security, max_sessions=max_sessions,
         session_idle_timeout=session_idle_timeout, max_request_body_size=max_body_bytes,
@@ -148,6 +160,13 @@ def build_http_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse({**reg.health.snapshot(), "version": __version__, "last_event": seq})
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics (server/metrics.py)."""
+        follower = app_state.follower
+        body, content_type = await app_state.metrics.render(
+            app_state.registry, None if follower is None else follower.last_seq, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with mcp.session_manager.run():  # also enters the MCP lifespan (opens the registry)
@@ -155,8 +174,20 @@ def build_http_app(
 
     middleware = [Middleware(RequestProgress, max_body_bytes=max_body_bytes), Middleware(RetryAfter),
                   Middleware(LoopbackOnly, security=security)]
-    return Starlette(routes=[Route("/healthz", healthz), Mount("/", app=mcp_app)], middleware=middleware,
+    if app_state.public_url is not None:
+        middleware.append(Middleware(
+            TokenGate, tokens=lambda: app_state.tokens, limits=limits or Limits(),
+            open_sessions=lambda name: open_sessions(mcp, name),
+            resource_metadata=str(build_resource_metadata_url(AnyHttpUrl(f"{app_state.public_url.rstrip('/')}{MCP_PATH}"))),
+        ))
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics), Mount("/", app=mcp_app)], middleware=middleware,
                      lifespan=lifespan)
+
+
+def open_sessions(mcp: MCPServer, name: str) -> int:
+    """How many open MCP sessions were opened with token `name` (the SDK records each session's owner)."""
+    owners = getattr(mcp.session_manager, "_session_owners", {})
+    return sum(1 for owner in owners.values() if owner.get("client_id") == name)
 
 
 def serve_http(
@@ -169,22 +200,31 @@ def serve_http(
     max_sessions: int = MAX_SESSIONS,
     session_idle_timeout: float = SESSION_IDLE_TIMEOUT,
     max_body_bytes: int = MAX_BODY_BYTES,
+    limits: Limits | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
-    """Run the HTTP server until interrupted, within the given limits (see the module docstring)."""
+    """Run the HTTP server until interrupted, within the given limits (see the module docstring);
+    HTTPS when `tls_cert` and `tls_key` name a PEM certificate (chain) and its key."""
     import uvicorn
 
-    bound = require_loopback(host)
+    bound = require_loopback(host) if state_of(mcp).public_url is None else normalize_host(host)
     app = build_http_app(mcp, bound, max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
-                         max_body_bytes=max_body_bytes)
+                         max_body_bytes=max_body_bytes, limits=limits)
     files = raise_open_file_limit()
     if files is not None and max_connections > files - RESERVED_FILES:
         max_connections = max(1, files - RESERVED_FILES)
         log.warning("only %d open files are allowed: serving at most %d connections at once", files, max_connections)
     pool = ConnectionPool(max_connections, idle_timeout, RETRY_AFTER)
     config = uvicorn.Config(app, host=bound, port=port, log_level="warning", http=pool.protocol(),
-                            timeout_keep_alive=max(1, math.ceil(idle_timeout)))
+                            timeout_keep_alive=max(1, math.ceil(idle_timeout)), ssl_certfile=tls_cert,
+                            ssl_keyfile=tls_key)
     server = uvicorn.Server(config)
     quiet_logs(CHATTY_LOGGERS)
+    # What exists now (modules, the app, its schemas) lives as long as the process: keep it out of
+    # the collector's full passes, which otherwise stop every request for 30-65 ms every few seconds.
+    gc.collect()
+    gc.freeze()
 
     async def serve() -> None:
         asyncio.get_running_loop().set_exception_handler(loop_error_handler())

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Protocol, TypeVar
 
 from ..errors import CorruptRow
-from ..models import Event, Task, TaskSummary
+from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
 
 T = TypeVar("T")
@@ -63,6 +63,16 @@ class OrphanEdge(NamedTuple):
     dependency_has_row: bool
 
 
+class EventCount(NamedTuple):
+    """How many events of one `type` moved a task from `from_state` to `to_state` (None: created,
+    and unchanged, respectively). States as stored: an unreadable one comes back as it is."""
+
+    type: str
+    from_state: str | None
+    to_state: str | None
+    n: int
+
+
 class ReadTx(Protocol):
     """Queries available inside any transaction."""
 
@@ -103,6 +113,11 @@ class ReadTx(Protocol):
     def events_since(self, after: int, limit: int) -> list[Event]: ...
 
     def last_seq(self) -> int: ...
+
+    def event_counts(self, after: int, upto: int) -> list[EventCount]:
+        """Events numbered after `after` up to `upto`, counted by type and by the states they moved
+        between: one grouped range read on the seq index (the metrics' fold of the log)."""
+        ...
 
     def count_by_state(self) -> dict[State, int]: ...
 
@@ -173,6 +188,24 @@ class ReadTx(Protocol):
         up when verify compares the task's depends_on with its replay.)"""
         ...
 
+    # ---- bearer tokens (the HTTP service's identities); only SHA-256 hashes are stored
+
+    def token_by_hash(self, token_hash: str) -> TokenInfo | None:
+        """The token whose SHA-256 is `token_hash` (revoked and expired ones too), or None."""
+        ...
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Every token, by name."""
+        ...
+
+    def live_tokens(self, now: float) -> int:
+        """How many tokens are neither revoked nor expired at `now`."""
+        ...
+
+    def token_events(self, limit: int) -> list[TokenEvent]:
+        """The latest `limit` entries of the token log, newest first."""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """Changes, available inside `Store.write` only."""
@@ -233,6 +266,23 @@ class WriteTx(ReadTx, Protocol):
         ...
 
     def prune_requests(self, before: float) -> int: ...
+
+    def create_token(self, token: TokenInfo, now: float) -> bool:
+        """Store `token`, replacing a revoked or expired token of the same name; False (and no
+        change) when a live token has that name."""
+        ...
+
+    def revoke_token(self, name: str, actor: str, now: float) -> bool:
+        """Mark the live or expired token `name` revoked; False when there is none to revoke."""
+        ...
+
+    def touch_token(self, name: str, at: float) -> None:
+        """Record that token `name` was used at `at` (never moves last_used_at back)."""
+        ...
+
+    def append_token_event(self, name: str, type: str, actor: str, at: float, data: dict[str, Any]) -> None:
+        """Add an entry to the append-only token log ('created' or 'revoked')."""
+        ...
 
 
 class IdCollision(Exception):

@@ -10,14 +10,15 @@ writer), so no other writer can change it before this transaction commits.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, TypeVar
 
 from ..errors import CorruptRow
-from ..models import Event, Task, TaskSummary
+from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
-from .base import FindKey, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
+from .base import EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
 from .rows import Row, dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,10 @@ class SqlTx:
         row = self._row("last_seq")
         return int(row["seq"]) if row and row["seq"] is not None else 0
 
+    def event_counts(self, after: int, upto: int) -> list[EventCount]:
+        rows = self._all("event_counts", {"after": after, "upto": upto})
+        return [EventCount(r["type"], r["from_state"], r["to_state"], int(r["n"])) for r in rows]
+
     def count_by_state(self) -> dict[State, int]:
         return {read_column(r, "state"): r["n"] for r in self._all("count_by_state")}
 
@@ -274,6 +279,40 @@ class SqlTx:
         return self._count("prune_requests", {"before": before})
 
     # ---- verification
+    # ---- bearer tokens
+    def token_by_hash(self, token_hash: str) -> TokenInfo | None:
+        row = self._row("token_by_hash", {"token_hash": token_hash})
+        return None if row is None else _token(row)
+
+    def list_tokens(self) -> list[TokenInfo]:
+        return [_token(r) for r in self._all("token_list")]
+
+    def live_tokens(self, now: float) -> int:
+        row = self._row("tokens_live", {"now": now})
+        return int(row["n"]) if row else 0
+
+    def token_events(self, limit: int) -> list[TokenEvent]:
+        out = []
+        for r in self._all("token_events_latest", {"limit": limit}):
+            data = r["data"]
+            out.append(TokenEvent(id=r["id"], name=r["name"], type=r["type"], actor=r["actor"], at=r["at"],
+                                  data=json.loads(data) if isinstance(data, str) else data))
+        return out
+
+    def create_token(self, token: TokenInfo, now: float) -> bool:
+        params = {"name": token.name, "role": token.role.value, "token_hash": token.token_hash, "now": now,
+                  "actor": token.created_by, "expires_at": token.expires_at}
+        return self._count("token_create", params) > 0
+
+    def revoke_token(self, name: str, actor: str, now: float) -> bool:
+        return self._count("token_revoke", {"name": name, "actor": actor, "now": now}) > 0
+
+    def touch_token(self, name: str, at: float) -> None:
+        self._count("token_touch", {"name": name, "at": at})
+
+    def append_token_event(self, name: str, type: str, actor: str, at: float, data: dict[str, Any]) -> None:
+        self._count("token_event_insert", {"name": name, "type": type, "actor": actor, "at": at, "data": dumps(data)})
+
     def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
         rows = self._all("tasks_page", {"after": after, "limit": limit})
         if not rows:
@@ -316,6 +355,10 @@ class SqlTx:
             OrphanEdge(str(r["task_id"]), str(r["depends_on"]), bool(r["task_has_row"]), bool(r["dependency_has_row"]))
             for r in rows
         ]
+
+
+def _token(r: Row) -> TokenInfo:
+    return TokenInfo.model_validate({k: r[k] for k in r.keys()})
 
 
 def _summary(r: Row) -> tuple[TaskSummary, ReadyKey]:

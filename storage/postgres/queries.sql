@@ -148,6 +148,13 @@ SELECT * FROM events WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s;
 -- name: last_seq
 SELECT seq FROM event_head;
 
+-- name: event_counts
+-- Events numbered after `after` up to `upto`, by type and the states they moved between:
+-- the metrics' fold of the log reads only what was added since its last read.
+SELECT type, from_state, to_state, COUNT(*) AS n FROM events
+WHERE seq > %(after)s AND seq <= %(upto)s
+GROUP BY type, from_state, to_state;
+
 -- name: events_of_tasks
 -- Every committed event of the tasks, numbered or not, in the order they were written.
 SELECT * FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
@@ -347,3 +354,38 @@ WHERE (d.task_id, d.depends_on) > (%(after_task)s, %(after_dep)s)
        OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.depends_on))
 ORDER BY d.task_id, d.depends_on
 LIMIT %(limit)s;
+
+-- ---------------------------------------------------------------- bearer tokens
+-- name: token_create
+-- A name whose token was revoked or has expired is given the new one; a live name is left alone
+-- (no row changes, and the caller says so).
+INSERT INTO tokens (name, role, token_hash, created_at, created_by, expires_at)
+VALUES (%(name)s, %(role)s, %(token_hash)s, %(now)s, %(actor)s, %(expires_at)s)
+ON CONFLICT (name) DO UPDATE SET
+    role = excluded.role, token_hash = excluded.token_hash, created_at = excluded.created_at,
+    created_by = excluded.created_by, expires_at = excluded.expires_at,
+    revoked_at = NULL, revoked_by = NULL, last_used_at = NULL
+WHERE tokens.revoked_at IS NOT NULL OR (tokens.expires_at IS NOT NULL AND tokens.expires_at <= %(now)s);
+
+-- name: token_revoke
+UPDATE tokens SET revoked_at = %(now)s, revoked_by = %(actor)s WHERE name = %(name)s AND revoked_at IS NULL;
+
+-- name: token_by_hash
+SELECT name, role, token_hash, created_at, created_by, expires_at, revoked_at, revoked_by, last_used_at
+FROM tokens WHERE token_hash = %(token_hash)s;
+
+-- name: token_list
+SELECT name, role, token_hash, created_at, created_by, expires_at, revoked_at, revoked_by, last_used_at
+FROM tokens ORDER BY name;
+
+-- name: token_touch
+UPDATE tokens SET last_used_at = %(at)s WHERE name = %(name)s AND (last_used_at IS NULL OR last_used_at < %(at)s);
+
+-- name: tokens_live
+SELECT count(*) AS n FROM tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s);
+
+-- name: token_event_insert
+INSERT INTO token_events (name, type, actor, at, data) VALUES (%(name)s, %(type)s, %(actor)s, %(at)s, %(data)s::jsonb);
+
+-- name: token_events_latest
+SELECT id, name, type, actor, at, data FROM token_events ORDER BY id DESC LIMIT %(limit)s;

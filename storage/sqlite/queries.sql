@@ -137,6 +137,13 @@ SELECT * FROM events WHERE seq > :after ORDER BY seq LIMIT :limit;
 -- name: last_seq
 SELECT COALESCE(MAX(seq), 0) AS seq FROM events;
 
+-- name: event_counts
+-- Events numbered after `after` up to `upto`, by type and the states they moved between:
+-- the metrics' fold of the log reads only what was added since its last read.
+SELECT type, from_state, to_state, COUNT(*) AS n FROM events
+WHERE seq > :after AND seq <= :upto
+GROUP BY type, from_state, to_state;
+
 -- name: events_of_tasks
 SELECT * FROM events WHERE task_id IN (SELECT value FROM json_each(:ids)) ORDER BY task_id, seq;
 
@@ -315,3 +322,38 @@ WHERE (d.task_id, d.depends_on) > (:after_task, :after_dep)
        OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = d.depends_on))
 ORDER BY d.task_id, d.depends_on
 LIMIT :limit;
+
+-- ---------------------------------------------------------------- bearer tokens
+-- name: token_create
+-- A name whose token was revoked or has expired is given the new one; a live name is left alone
+-- (no row changes, and the caller says so).
+INSERT INTO tokens (name, role, token_hash, created_at, created_by, expires_at)
+VALUES (:name, :role, :token_hash, :now, :actor, :expires_at)
+ON CONFLICT (name) DO UPDATE SET
+    role = excluded.role, token_hash = excluded.token_hash, created_at = excluded.created_at,
+    created_by = excluded.created_by, expires_at = excluded.expires_at,
+    revoked_at = NULL, revoked_by = NULL, last_used_at = NULL
+WHERE tokens.revoked_at IS NOT NULL OR (tokens.expires_at IS NOT NULL AND tokens.expires_at <= :now);
+
+-- name: token_revoke
+UPDATE tokens SET revoked_at = :now, revoked_by = :actor WHERE name = :name AND revoked_at IS NULL;
+
+-- name: token_by_hash
+SELECT name, role, token_hash, created_at, created_by, expires_at, revoked_at, revoked_by, last_used_at
+FROM tokens WHERE token_hash = :token_hash;
+
+-- name: token_list
+SELECT name, role, token_hash, created_at, created_by, expires_at, revoked_at, revoked_by, last_used_at
+FROM tokens ORDER BY name;
+
+-- name: token_touch
+UPDATE tokens SET last_used_at = :at WHERE name = :name AND (last_used_at IS NULL OR last_used_at < :at);
+
+-- name: tokens_live
+SELECT count(*) AS n FROM tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now);
+
+-- name: token_event_insert
+INSERT INTO token_events (name, type, actor, at, data) VALUES (:name, :type, :actor, :at, :data);
+
+-- name: token_events_latest
+SELECT id, name, type, actor, at, data FROM token_events ORDER BY id DESC LIMIT :limit;

@@ -96,3 +96,31 @@ CREATE TABLE requests (
     PRIMARY KEY (client, request_id)
 ) WITHOUT ROWID;
 CREATE INDEX requests_at ON requests (at);
+
+-- Only a token's SHA-256 is stored, never the token. A name is a token's identity (the agent
+-- name of every call made with it); a revoked or expired name may be given a new token.
+CREATE TABLE tokens (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL CHECK (role IN ('viewer', 'agent', 'planner', 'admin')),
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   REAL NOT NULL,
+    created_by   TEXT NOT NULL,
+    expires_at   REAL,
+    revoked_at   REAL,
+    revoked_by   TEXT,
+    last_used_at REAL
+) WITHOUT ROWID;
+
+-- Who created or revoked which token name, and when (append-only, never the secret).
+CREATE TABLE token_events (
+    id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    name  TEXT NOT NULL,
+    type  TEXT NOT NULL CHECK (type IN ('created', 'revoked')),
+    actor TEXT NOT NULL,
+    at    REAL NOT NULL,
+    data  TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER token_events_no_update BEFORE UPDATE ON token_events
+BEGIN SELECT RAISE(ABORT, 'token_events are append-only'); END;
+CREATE TRIGGER token_events_no_delete BEFORE DELETE ON token_events
+BEGIN SELECT RAISE(ABORT, 'token_events are append-only'); END;
