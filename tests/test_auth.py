@@ -12,7 +12,6 @@ import hashlib
 import json
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
