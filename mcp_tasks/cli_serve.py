@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except SystemExit as exc:
                 raise ConfigError(str(exc.code)) from None
         scheme = "https" if args.tls_cert else "http"
-        host = args.host if not args.host.strip("[]") in ("0.0.0.0", "::") else socket.getfqdn()
+        host = args.host if args.host.strip("[]") not in ("0.0.0.0", "::") else socket.getfqdn()
         host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         base = (args.public_url or f"{scheme}://{host}:{args.port}").rstrip("/")
         public_url = base if tokens else None

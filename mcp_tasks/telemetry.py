@@ -122,26 +122,10 @@ class TracedStore:
     def __init__(self, store: Store, telemetry: Telemetry) -> None:
         self.store = store
         self.telemetry = telemetry
-        system = {"postgres": "postgresql"}.get(store.dialect, store.dialect)
-        self._attributes = {"db.system.name": system}
+        self.dialect, self.location = store.dialect, store.location
+        self._attributes = {"db.system.name": {"postgres": "postgresql"}.get(store.dialect, store.dialect)}
 
-    @property
-    def dialect(self) -> str:
-        return self.store.dialect
-
-    @dialect.setter
-    def dialect(self, value: str) -> None:
-        self.store.dialect = value
-
-    @property
-    def location(self) -> str:
-        return self.store.location
-
-    @location.setter
-    def location(self, value: str) -> None:
-        self.store.location = value
-
-    @property
+    @property  # learnt by open(): the wrapped store's, always
     def read_only(self) -> bool:
         return self.store.read_only
 

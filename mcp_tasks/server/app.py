@@ -169,11 +169,11 @@ def create_server(
         subscriptions=bus,
         tools=tools,
         log_level=log_level,  # type: ignore[arg-type]
-        middleware=[RoleTools(lambda rc: app.caller_of_request(rc).role)],
+        middleware=[OperationTimer(app.metrics, [t.name for t in tools]),
+                    RoleTools(lambda rc: app.caller_of_request(rc).role)],
         token_verifier=None if public_url is None else RegistryTokens(lambda: app.tokens),
         auth=None if public_url is None else auth_settings(public_url),
     )
-    mcp.middleware.append(OperationTimer(app.metrics, [t.name for t in tools]))
     legacy = LegacySubscriptions(mcp)
     register_resources(mcp, app)
     for prompt in build_prompts(app):
