@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_verify, reads=True)
 
     cli_serve.add_parser(sub, common, bounded)
+    cli_serve.add_web_parser(sub, common, bounded)
 
     cli_tokens.add_parser(sub, common, bounded)
 

@@ -1,4 +1,5 @@
-"""`mcp-tasks serve`: the MCP server on stdio, or on Streamable HTTP with tokens, roles and limits."""
+"""`mcp-tasks serve`: the MCP server on stdio, or on Streamable HTTP with tokens, roles, limits and
+the web board; `mcp-tasks web`: the board alone, for people whose agents use stdio."""
 
 from __future__ import annotations
 
@@ -68,14 +69,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         role=Role(args.role), public_url=public_url,
     )
     if args.http:
-        how = f"bearer tokens ({tokens} live)" if tokens else "no tokens: loopback only, X-MCP-Tasks-Agent names the caller"
-        print(f"mcp-tasks: serving {base}/mcp (health: /healthz, metrics: /metrics); authentication: {how}",
-              file=sys.stderr)
+        board_only = getattr(args, "board_only", False)
+        if board_only:
+            how = f"sign in with a token ({tokens} live)" if tokens else "no tokens: loopback only, the local user"
+            print(f"mcp-tasks: the board is at {base}/ ; authentication: {how}", file=sys.stderr)
+        else:
+            how = f"bearer tokens ({tokens} live)" if tokens else "no tokens: loopback only, X-MCP-Tasks-Agent names the caller"
+            print(f"mcp-tasks: serving {base}/mcp and the board at {base}/ (health: /healthz, metrics: /metrics); "
+                  f"authentication: {how}", file=sys.stderr)
         serve_http(mcp, args.host, args.port, limits=Limits(args.rate, args.burst, args.sessions_per_token),
-                   tls_cert=args.tls_cert, tls_key=args.tls_key)
+                   tls_cert=args.tls_cert, tls_key=args.tls_key, serve_mcp=not board_only)
     else:
         serve_stdio(mcp)
     return 0
+
+
+def add_web_parser(sub: Any, common: argparse.ArgumentParser, bounded: Callable[..., Any]) -> None:
+    """`web`: the board alone (the same server as `serve --http`, without /mcp)."""
+    w = sub.add_parser("web", parents=[common], help="serve the web board alone (agents use stdio)")
+    w.add_argument("--host", default="127.0.0.1",
+                   help="address (default 127.0.0.1); other than loopback only once tokens exist")
+    w.add_argument("--port", type=bounded(int, 1, 65535), default=8766)
+    w.add_argument("--public-url", help="the board's URL as people reach it (behind a proxy)")
+    w.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    w.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    w.add_argument("--role", choices=[r.value for r in Role], default=Role.ADMIN.value, type=str.lower,
+                   help="role of the local user while no token exists (default admin; viewer for a read-only board)")
+    w.add_argument("--pool-size", type=bounded(int, 1, 100), default=None,
+                   help="PostgreSQL: database connections, 1 to 100 (default 8)")
+    w.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    w.set_defaults(run=cmd_serve, sync_command=True, http=True, board_only=True, agent=None, rate=RATE, burst=BURST,
+                   sessions_per_token=SESSIONS_PER_TOKEN, lease_seconds=None, reaper_interval=5.0)
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser, bounded: Callable[..., Any]) -> None:

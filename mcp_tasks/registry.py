@@ -22,7 +22,7 @@ from .errors import IdempotencyConflict, InvalidInput, RoleRequired
 from .health import Health, run_forever, sleep
 from .ids import lease_hash, new_task_id
 from .models import Caller, Claim, Created, NewTask, Page, Task, TaskSummary, Usage
-from .reading import Reads
+from .overview import Overviews
 from .rules import Policy
 from .states import role_needed
 from .stores.base import IdCollision, ReadTx, Store, WriteTx
@@ -51,7 +51,7 @@ def requires(operation: str) -> Callable[[F], F]:
     return wrap
 
 
-class Registry(Reads):
+class Registry(Overviews):
     """One task registry over one store. Methods are safe to call concurrently."""
 
     def __init__(

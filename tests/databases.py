@@ -25,6 +25,9 @@ from mcp_tasks.stores import Store, make_store
 KINDS = ["sqlite", "postgres"]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/mcp_tasks_test"
 SKIPPED: list[str] = []  # reasons, printed in the test summary
+PG_SKIPPED = "PostgreSQL tests skipped: MCP_TASKS_TEST_PG=skip"
+BROWSER_MISSING = "browser tests need Debian's chromium (apt-get install chromium; .ci/run installs it)"
+KNOWN_SKIPS = (PG_SKIPPED, BROWSER_MISSING)  # skips the summary repeats as a note
 _checked: dict[str, str | None] = {}
 
 
@@ -34,7 +37,7 @@ def pg_base() -> str:
     if url == "skip":
         if os.environ.get("CI"):
             pytest.fail("MCP_TASKS_TEST_PG=skip is not allowed in CI: the PostgreSQL tests must run")
-        reason = "PostgreSQL tests skipped: MCP_TASKS_TEST_PG=skip"
+        reason = PG_SKIPPED
         if reason not in SKIPPED:
             SKIPPED.append(reason)
         pytest.skip(reason)

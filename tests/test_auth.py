@@ -388,7 +388,7 @@ async def test_thirty_two_agents_with_their_own_tokens_share_two_servers(db, tmp
     from .fleet import all_events, check_history, make_plan
     from .multihost import Cluster, env_int, make_agents, work_until_done
 
-    agents_n, tasks = 32, env_int("MCP_TASKS_AUTH_LOAD_TASKS", 300)
+    agents_n, tasks = 32, env_int("MCP_TASKS_AUTH_LOAD_TASKS", 120)
     deps = await make_plan(db.location, tasks, random.Random(5))
     tokens = await make_tokens(db.location, **{f"agent-{i}": "agent" for i in range(agents_n)})
     cluster = Cluster(db.location, tmp_path, 2, ("--lease-seconds", "60", "--reaper-interval", "0.5"))

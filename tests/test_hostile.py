@@ -52,7 +52,7 @@ from mcp_tasks.stores import make_store
 from .helpers import FakeClock
 from .server_helpers import ROOT, Agent, stdio_params
 
-EXAMPLES = int(os.environ.get("MCP_TASKS_HOSTILE_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("MCP_TASKS_HOSTILE_EXAMPLES", "15"))
 RANDOM = os.environ.get("MCP_TASKS_HOSTILE_RANDOM", "") not in ("", "0")
 MODES = ["auto", "legacy"]
 # The long sweep runs each protocol era on SQLite and the newest on PostgreSQL: what the store sees

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ki
 
 
 async def test_eight_server_processes_share_one_database_under_load(db: TestDatabase, tmp_path):
-    tasks = int(os.environ.get("MCP_TASKS_LOAD_TASKS", "1000"))
+    tasks = int(os.environ.get("MCP_TASKS_LOAD_TASKS", "400"))
     agents = int(os.environ.get("MCP_TASKS_LOAD_AGENTS", "8"))
     deps = await make_plan(db.location, tasks, random.Random(3))
     fleet = Fleet(db.location, tmp_path, lease=120, fail_rate=0.05)
@@ -46,17 +47,18 @@ async def test_eight_server_processes_share_one_database_under_load(db: TestData
 
 
 async def test_sigkilled_servers_and_agents_lose_no_acknowledged_change(db: TestDatabase, tmp_path):
-    tasks = int(os.environ.get("MCP_TASKS_CRASH_TASKS", "400"))
-    kills = int(os.environ.get("MCP_TASKS_CRASH_KILLS", "50"))
+    tasks = int(os.environ.get("MCP_TASKS_CRASH_TASKS", "200"))
+    kills = int(os.environ.get("MCP_TASKS_CRASH_KILLS", "20"))
     rng = random.Random(5)
     deps = await make_plan(db.location, tasks, rng, max_retries=100)
+    abandoned = abandon_one(db.location)  # one hand-over for sure, whatever the random kills bring
     fleet = Fleet(db.location, tmp_path, lease=5, fail_rate=0.03)  # the shortest lease the registry grants
     names = [f"agent-{i}" for i in range(5)]
     for name in names:
         fleet.start(name)
+    deadline = time.monotonic() + 600
     done_kills = {"agent": 0, "server": 0}
     born = {name: time.monotonic() for name in names}
-    deadline = time.monotonic() + 600
     while sum(done_kills.values()) < kills:
         assert time.monotonic() < deadline, f"only {done_kills} kills in time"
         time.sleep(rng.uniform(0.1, 0.4))
@@ -110,3 +112,34 @@ async def test_sigkilled_servers_and_agents_lose_no_acknowledged_change(db: Test
             handed_over += 1
     print(f"kills {done_kills}, acknowledged changes checked {counts_acked['acked']}, lease expiries {len(expiries)}, handed over {handed_over}")
     assert handed_over > 0, "some task should have been resumed by another process from a dead one's checkpoint"
+    resumed = [r for r in records if r["op"] == "claim" and r["task"] == abandoned and r.get("checkpoint")]
+    first = min(resumed, key=lambda r: r["version"]) if resumed else None
+    assert first and first["checkpoint"]["by"] == "doomed", "the abandoned task's checkpoint should be handed over"
+
+
+
+# A process that claims a task, checkpoints it and dies without a word: its lease runs out, and
+# whichever agent claims the task next must receive its checkpoint.
+ABANDON = """
+import asyncio, os, sys
+from mcp_tasks import Registry
+from mcp_tasks.stores import make_store
+async def main():
+    async with Registry(make_store(sys.argv[1]), agent="doomed") as reg:
+        claim = await reg.claim(lease_seconds=5)
+        await reg.start(claim.task.id, claim.lease)
+        await reg.checkpoint(claim.task.id, claim.lease, {"step": 1, "by": "doomed", "pid": os.getpid(), "nonce": 0})
+        print(claim.task.id, flush=True)
+    os._exit(0)
+asyncio.run(main())
+"""
+
+
+def abandon_one(location: str) -> str:
+    """Run ABANDON in a process of its own; the id of the task it left behind."""
+    from .server_helpers import ROOT
+
+    done = subprocess.run([sys.executable, "-c", ABANDON, location], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[-1]

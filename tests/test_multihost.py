@@ -5,9 +5,9 @@ stopped and started again. Nothing acknowledged may be lost, no task may be clai
 started before its dependencies are DONE, every task finishes, verify is clean, no server dies
 unless killed and none logs a traceback.
 
-Sizes are set for CI (about two minutes for the file on a quiet 2-core machine); raise them with
-MCP_TASKS_MULTIHOST_TASKS (default 600; 2000 or more for the full simulation),
-MCP_TASKS_MULTIHOST_FAULT_TASKS (300, under kills), MCP_TASKS_MULTIHOST_RESTART_TASKS (200, across
+Sizes are set for CI (about a minute and a half for the file on a quiet 2-core machine); raise them
+with MCP_TASKS_MULTIHOST_TASKS (default 300; 2000 or more for the full simulation),
+MCP_TASKS_MULTIHOST_FAULT_TASKS (150, under kills), MCP_TASKS_MULTIHOST_RESTART_TASKS (100, across
 the PostgreSQL restart), MCP_TASKS_MULTIHOST_SERVERS (4),
 MCP_TASKS_MULTIHOST_AGENTS (16) and MCP_TASKS_MULTIHOST_KILLS (server SIGKILLs, 3).
 """
@@ -35,8 +35,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ki
 
 SERVERS = env_int("MCP_TASKS_MULTIHOST_SERVERS", 4)
 AGENTS = env_int("MCP_TASKS_MULTIHOST_AGENTS", 16)
-FAULT_TASKS = env_int("MCP_TASKS_MULTIHOST_FAULT_TASKS", 300)
-RESTART_TASKS = env_int("MCP_TASKS_MULTIHOST_RESTART_TASKS", 200)
+FAULT_TASKS = env_int("MCP_TASKS_MULTIHOST_FAULT_TASKS", 150)
+RESTART_TASKS = env_int("MCP_TASKS_MULTIHOST_RESTART_TASKS", 100)
 EXPECTED_REFUSALS = {"lease"}  # under faults: a lease that expired or ended while its agent was cut off
 
 
@@ -79,7 +79,7 @@ async def check_outcome(db: TestDatabase, cluster: Cluster, deps: dict[str, list
 
 
 async def test_servers_on_several_hosts_share_one_postgres_database(db, tmp_path):
-    tasks = env_int("MCP_TASKS_MULTIHOST_TASKS", 600)
+    tasks = env_int("MCP_TASKS_MULTIHOST_TASKS", 300)
     assert SERVERS >= 4 and SERVERS * PostgresStore(db.location).pool_max >= 32, "at least 4 servers, 32 connections"
     deps = await make_plan(db.location, tasks, random.Random(11))
     cluster = Cluster(db.location, tmp_path, SERVERS, ("--lease-seconds", "60", "--reaper-interval", "0.5"))

@@ -42,6 +42,9 @@ def test_wheel_installed_in_a_fresh_venv_finds_its_sql(tmp_path):
                 ids = (await reg.create_tasks([{{"title": "from a wheel"}}])).ids
                 assert (await reg.claim()).task.id == ids[0]
                 assert await reg.verify() == []
+        from mcp_tasks.board.pages import ENV
+        from mcp_tasks.board.web import STATIC
+        assert ENV.get_template("board.html") and (STATIC / "board.js").is_file()
         asyncio.run(main())
         print("wheel ok")
     """)
@@ -55,4 +58,5 @@ def test_wheel_installed_in_a_fresh_venv_finds_its_sql(tmp_path):
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True).stdout
     assert "mcp_tasks/storage/sqlite/queries.sql" in names
     assert "mcp_tasks/storage/sqlite/migrations/0001_initial.sql" in names
+    assert "mcp_tasks/board/templates/board.html" in names and "mcp_tasks/board/static/board.css" in names
     assert "storage/sqlite" not in names.replace("mcp_tasks/storage/sqlite", "")  # no top-level storage package

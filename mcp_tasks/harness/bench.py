@@ -28,7 +28,7 @@ from ..registry import Registry
 from ..stores import SqliteStore
 from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
-from . import http_bench, sqlite_bench
+from . import board_bench, http_bench, sqlite_bench
 
 HELP = "measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start and memory against references"
 DESCRIPTION = (
@@ -115,7 +115,8 @@ def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> lis
         names += [f"list_available(50), {n:,} tasks" for n in sizes.list_sizes]
     else:
         names.append("list_available(50), --db copy")
-    names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS"]
+    names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS",
+              *board_bench.ROWS]
     if postgres:
         from . import postgres_figures
 
@@ -319,20 +320,33 @@ async def bench_cold_start(b: Bench) -> Figure:
                   "bare MCPServer", statistics.median(ref) * 1000)
 
 
+async def large_db(b: Bench) -> Path:
+    """The large database of the RSS and board rows (built once per run; a copy of --db's)."""
+    db = b.work / "rss.db"
+    if db.exists():
+        return db
+    if b.user_db is not None:
+        return await b.fresh("rss.db")
+    size = b.sizes.rss_tasks
+    if (b.work / f"list-{size}.db").exists():
+        await D.copy_db(b.work / f"list-{size}.db", db)
+    else:
+        b.say(f"large database: populating {size:,} tasks")
+        await D.blocked_outranking_db(db, size)
+    b.say(f"large database: appending task histories up to {b.sizes.rss_events:,} events")
+    D.add_history(db, b.sizes.rss_events)
+    return db
+
+
+def large_size(db: Path) -> str:
+    """'100k tasks + 1M events': what the large database holds."""
+    tasks, events = D.db_counts(db)
+    return f"{_short(tasks)} tasks + {_short(events)} events"
+
+
 async def bench_rss(b: Bench) -> Figure:
     """Server RSS on a large database after list_available, get_task and tasks://board, vs a bare MCPServer."""
-    if b.user_db is not None:
-        db = await b.fresh("rss.db")
-    else:
-        db = b.work / "rss.db"
-        size = b.sizes.rss_tasks
-        if (b.work / f"list-{size}.db").exists():
-            await D.copy_db(b.work / f"list-{size}.db", db)
-        else:
-            b.say(f"RSS: populating {size:,} tasks")
-            await D.blocked_outranking_db(db, size)
-        b.say(f"RSS: appending task histories up to {b.sizes.rss_events:,} events")
-        D.add_history(db, b.sizes.rss_events)
+    db = await large_db(b)
     tasks, events = D.db_counts(db)
     b.say(f"RSS: serving {tasks:,} tasks and {events:,} events")
     async with server(b, our_server(b, db)) as (client, pid):
@@ -381,6 +395,9 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         figures += await http_bench.run(b)
         figures.append(await bench_cold_start(b))
         figures.append(await bench_rss(b))
+        b.say("board: render times on the large database")
+        db_large = await large_db(b)
+        figures += await board_bench.run(b, db_large, large_size(db_large))
         if postgres is not None:
             from . import postgres_figures
 

@@ -21,6 +21,7 @@ from ..stores import SqliteStore
 from . import sqlite_bench
 
 BATCH = 500
+GATE_TITLE = "never finishes"  # the task every blocked task of the large databases waits for
 
 
 async def populate_ready(reg: Registry, count: int, *, priority: int | None = None) -> None:
@@ -36,7 +37,7 @@ async def populate_ready(reg: Registry, count: int, *, priority: int | None = No
 
 async def populate_blocked_outranking(reg: Registry, total: int) -> None:
     """Half the tasks blocked (priority 10, waiting on a task that never finishes), half ready (1-9)."""
-    gate = (await reg.create_tasks([{"title": "never finishes", "priority": 1}])).ids[0]
+    gate = (await reg.create_tasks([{"title": GATE_TITLE, "priority": 1}])).ids[0]
     half = total // 2
     for start in range(0, half, BATCH):
         n = min(BATCH, half - start)

@@ -1,4 +1,4 @@
-"""Streamable HTTP: MCP at /mcp and a health check at /healthz.
+"""Streamable HTTP: MCP at /mcp, the web board at / (mcp_tasks/board), /healthz and /metrics.
 
 Without tokens only loopback addresses are served, and the X-MCP-Tasks-Agent header names the
 caller. With tokens (server made with `public_url`), any address may be bound and every caller
@@ -46,6 +46,7 @@ MAX_SESSIONS = 1000  # open MCP sessions (2025-11-25 clients); more get 503
 SESSION_IDLE_TIMEOUT = 1800.0  # seconds an MCP session may stay without any request or open stream
 MAX_BODY_BYTES = 4 * 1024 * 1024  # one request body
 RETRY_AFTER = 5  # seconds, in every 503
+GRACEFUL_SHUTDOWN = 3  # seconds open streams (board pages, MCP listeners) get to end on shutdown
 # Loggers that write a line (or a traceback) per refused or broken connection: throttled to one
 # line per cause and minute while serving.
 CHATTY_LOGGERS = ("uvicorn.error", "mcp.server.streamable_http_manager", "mcp.server.streamable_http",
@@ -137,9 +138,13 @@ def build_http_app(
     session_idle_timeout: float = SESSION_IDLE_TIMEOUT,
     max_body_bytes: int = MAX_BODY_BYTES,
     limits: Limits | None = None,
+    serve_mcp: bool = True,
 ) -> Starlette:
-    """The ASGI app: /mcp (Streamable HTTP, both protocol eras) and /healthz; with tokens on, the
-    protected-resource metadata and per-token `limits` too."""
+    """The ASGI app: /mcp (Streamable HTTP, both protocol eras; left out when `serve_mcp` is False:
+    the board alone), the board, /healthz and /metrics; with tokens on, the protected-resource
+    metadata and per-token `limits` too."""
+    from ..board.web import Board
+
     security = loopback_security(host) if is_loopback(host) else TransportSecuritySettings(
         enable_dns_rebinding_protection=False)
     mcp_app = mcp.streamable_http_app(
@@ -167,9 +172,12 @@ def build_http_app(
             app_state.registry, None if follower is None else follower.last_seq, request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
+    board = Board(app_state)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with mcp.session_manager.run():  # also enters the MCP lifespan (opens the registry)
+            board.attach()
             yield
 
     middleware = [Middleware(RequestProgress, max_body_bytes=max_body_bytes), Middleware(RetryAfter),
@@ -180,8 +188,10 @@ def build_http_app(
             open_sessions=lambda name: open_sessions(mcp, name),
             resource_metadata=str(build_resource_metadata_url(AnyHttpUrl(f"{app_state.public_url.rstrip('/')}{MCP_PATH}"))),
         ))
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics), Mount("/", app=mcp_app)], middleware=middleware,
-                     lifespan=lifespan)
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), *board.routes()]
+    if serve_mcp:
+        routes.append(Mount("/", app=mcp_app))
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 def open_sessions(mcp: MCPServer, name: str) -> int:
@@ -203,14 +213,16 @@ def serve_http(
     limits: Limits | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    serve_mcp: bool = True,
 ) -> None:
     """Run the HTTP server until interrupted, within the given limits (see the module docstring);
-    HTTPS when `tls_cert` and `tls_key` name a PEM certificate (chain) and its key."""
+    HTTPS when `tls_cert` and `tls_key` name a PEM certificate (chain) and its key; the board
+    alone when `serve_mcp` is False."""
     import uvicorn
 
     bound = require_loopback(host) if state_of(mcp).public_url is None else normalize_host(host)
     app = build_http_app(mcp, bound, max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
-                         max_body_bytes=max_body_bytes, limits=limits)
+                         max_body_bytes=max_body_bytes, limits=limits, serve_mcp=serve_mcp)
     files = raise_open_file_limit()
     if files is not None and max_connections > files - RESERVED_FILES:
         max_connections = max(1, files - RESERVED_FILES)
@@ -218,7 +230,7 @@ def serve_http(
     pool = ConnectionPool(max_connections, idle_timeout, RETRY_AFTER)
     config = uvicorn.Config(app, host=bound, port=port, log_level="warning", http=pool.protocol(),
                             timeout_keep_alive=max(1, math.ceil(idle_timeout)), ssl_certfile=tls_cert,
-                            ssl_keyfile=tls_key)
+                            ssl_keyfile=tls_key, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
     server = uvicorn.Server(config)
     quiet_logs(CHATTY_LOGGERS)
     # What exists now (modules, the app, its schemas) lives as long as the process: keep it out of

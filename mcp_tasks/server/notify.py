@@ -145,6 +145,7 @@ class ChangeFollower:
         self.publish = publish
         self.poll_interval = poll_interval
         self.last_seq: int | None = None
+        self.advanced: list[Callable[[int], None]] = []  # told the new last seq after each catch-up that read events
         self._wake = anyio.Event()
 
     def poke(self, _changed: Any = None) -> None:
@@ -169,6 +170,9 @@ class ChangeFollower:
             self.last_seq = events[-1].seq
             read += len(events)
             await self.publish(uris_for(events))
+        if read:
+            for listener in self.advanced:
+                listener(self.last_seq)
         return read
 
     async def _wait(self, delay: float) -> None:

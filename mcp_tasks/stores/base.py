@@ -73,6 +73,24 @@ class EventCount(NamedTuple):
     n: int
 
 
+class BucketCount(NamedTuple):
+    """`n` events of `type` from `from_state` to `to_state` in the time bucket starting at `bucket`."""
+
+    bucket: float
+    type: str
+    from_state: str | None
+    to_state: str | None
+    n: int
+
+
+class BucketTimes(NamedTuple):
+    """The wait and work time of one task finished in the time bucket starting at `bucket`."""
+
+    bucket: float
+    wait_time: float | None
+    work_time: float | None
+
+
 class ReadTx(Protocol):
     """Queries available inside any transaction."""
 
@@ -160,6 +178,56 @@ class ReadTx(Protocol):
 
     def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
         """(event type, actor, holder, count) for 'failed', 'lease_expired' and 'retried' events."""
+        ...
+
+    # ---- the board's reads (overview.py): each bounded, each on an index
+
+    def dependents_many(self, ids: list[str], limit: int) -> dict[str, list[str]]:
+        """The tasks that depend on each of `ids` (id -> dependents; ids without any are absent),
+        at most `limit` in all."""
+        ...
+
+    def count_dependents(self, task_id: str) -> int:
+        """How many tasks depend on `task_id`."""
+        ...
+
+    def task_nodes(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """(title, state as stored) of each existing task among `ids`."""
+        ...
+
+    def count_tasks(
+        self, state: State | None, assignee: str | None, tag: str | None, text: str | None,
+        types: list[str] | None, cap: int,
+    ) -> int:
+        """How many tasks find_tasks' filters match, counting at most `cap`."""
+        ...
+
+    def events_page(
+        self, before: int, task_id: str | None, actor: str | None, type: str | None, limit: int
+    ) -> list[Event]:
+        """Up to `limit` events numbered below `before`, newest first, of task `task_id`, by `actor`
+        and of `type` where given."""
+        ...
+
+    def agent_states(self) -> list[tuple[str, str, int]]:
+        """(assignee, state as stored, tasks) for every pair present."""
+        ...
+
+    def actor_last_seen(self, actor: str) -> float | None:
+        """When `actor` last recorded an event."""
+        ...
+
+    def recent_done_times(self, limit: int) -> list[tuple[str | None, float | None, float | None]]:
+        """(assignee, wait_time, work_time) of the newest `limit` DONE tasks."""
+        ...
+
+    def event_time(self, seq: int) -> float | None:
+        """When event `seq` was recorded (None: no such event)."""
+        ...
+
+    def chart_rows(self, after: int, upto: int, bucket: float) -> tuple[list[BucketCount], list[BucketTimes]]:
+        """Events numbered after `after` up to `upto`, by time bucket (`bucket` seconds wide): counted
+        by type and states moved between, and the wait and work times of those that finished a task."""
         ...
 
     # ---- verification: finding what the event log cannot explain. Each returns a bounded page

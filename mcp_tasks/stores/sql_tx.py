@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from ..errors import CorruptRow
 from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
-from .base import EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
+from .base import BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
 from .rows import Row, dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,59 @@ class SqlTx:
     def event_counts(self, after: int, upto: int) -> list[EventCount]:
         rows = self._all("event_counts", {"after": after, "upto": upto})
         return [EventCount(r["type"], r["from_state"], r["to_state"], int(r["n"])) for r in rows]
+
+    # ---- the board's reads
+    def dependents_many(self, ids: list[str], limit: int) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in self._all("dependents_many", {"ids": self._list(ids), "limit": limit}):
+            out.setdefault(r["depends_on"], []).append(r["task_id"])
+        return out
+
+    def count_dependents(self, task_id: str) -> int:
+        row = self._row("count_dependents", {"id": task_id})
+        return int(row["n"]) if row else 0
+
+    def task_nodes(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        return {r["id"]: (str(r["title"]), str(r["state"])) for r in self._all("task_nodes", {"ids": self._list(ids)})}
+
+    def count_tasks(
+        self, state: State | None, assignee: str | None, tag: str | None, text: str | None,
+        types: list[str] | None, cap: int,
+    ) -> int:
+        row = self._row("count_tasks", {
+            "state": None if state is None else state.value, "assignee": assignee, "tag": tag, "text": text,
+            "types": self._opt_list(types), "cap": cap,
+        })
+        return int(row["n"]) if row else 0
+
+    def events_page(
+        self, before: int, task_id: str | None, actor: str | None, type: str | None, limit: int
+    ) -> list[Event]:
+        name = "events_page_of_task" if task_id else "events_page_of_actor" if actor else "events_page"
+        rows = self._all(name, {"before": before, "task": task_id, "actor": actor, "type": type, "limit": limit})
+        return [event_from_row(r) for r in rows]
+
+    def agent_states(self) -> list[tuple[str, str, int]]:
+        return [(r["assignee"], str(r["state"]), int(r["n"])) for r in self._all("agent_states")]
+
+    def actor_last_seen(self, actor: str) -> float | None:
+        row = self._row("actor_last_seen", {"actor": actor})
+        return None if row is None else float(row["at"])
+
+    def recent_done_times(self, limit: int) -> list[tuple[str | None, float | None, float | None]]:
+        return [(r["assignee"], r["wait_time"], r["work_time"]) for r in self._all("recent_done_times", {"limit": limit})]
+
+    def event_time(self, seq: int) -> float | None:
+        row = self._row("event_time", {"seq": seq})
+        return None if row is None else float(row["at"])
+
+    def chart_rows(self, after: int, upto: int, bucket: float) -> tuple[list[BucketCount], list[BucketTimes]]:
+        p = {"after": after, "upto": upto, "bucket": bucket}
+        counts = [BucketCount(float(r["bucket"]), r["type"], r["from_state"], r["to_state"], int(r["n"]))
+                  for r in self._all("chart_transitions", p)]
+        times = [BucketTimes(float(r["bucket"]), _number(r["wait_time"]), _number(r["work_time"]))
+                 for r in self._all("chart_times", p)]
+        return counts, times
 
     def count_by_state(self) -> dict[State, int]:
         return {read_column(r, "state"): r["n"] for r in self._all("count_by_state")}
@@ -371,3 +424,8 @@ def _summary(r: Row) -> tuple[TaskSummary, ReadyKey]:
 
 def _done_row(r: Row) -> dict[str, Any]:
     return {k: read_column(r, k, r["id"]) for k in r.keys()}
+
+
+def _number(value: Any) -> float | None:
+    """A number read from an event's JSON, or None when it is missing or not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -389,3 +389,72 @@ INSERT INTO token_events (name, type, actor, at, data) VALUES (%(name)s, %(type)
 
 -- name: token_events_latest
 SELECT id, name, type, actor, at, data FROM token_events ORDER BY id DESC LIMIT %(limit)s;
+
+-- ---- the board (mcp_tasks/overview.py)
+
+-- name: dependents_many
+SELECT task_id, depends_on FROM deps WHERE depends_on = ANY(%(ids)s::text[])
+ORDER BY depends_on, task_id LIMIT %(limit)s;
+
+-- name: count_dependents
+SELECT COUNT(*) AS n FROM deps WHERE depends_on = %(id)s;
+
+-- name: task_nodes
+SELECT id, title, state FROM tasks WHERE id = ANY(%(ids)s::text[]);
+
+-- name: count_tasks
+-- find_tasks' filters, counted up to cap (a page says "more than" beyond it).
+SELECT COUNT(*) AS n FROM (
+    SELECT 1 FROM tasks
+    WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
+      AND (%(assignee)s::text IS NULL OR assignee = %(assignee)s::text)
+      AND (%(tag)s::text IS NULL OR tags ? %(tag)s::text)
+      AND (%(text)s::text IS NULL OR strpos(lower(title), lower(%(text)s::text)) > 0
+           OR strpos(lower(description), lower(%(text)s::text)) > 0)
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+    LIMIT %(cap)s) AS matching;
+
+-- name: events_page
+SELECT * FROM events
+WHERE seq < %(before)s AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: events_page_of_task
+SELECT * FROM events
+WHERE task_id = %(task)s AND seq < %(before)s AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: events_page_of_actor
+SELECT * FROM events
+WHERE actor = %(actor)s AND seq < %(before)s AND (%(type)s::text IS NULL OR type = %(type)s::text)
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: agent_states
+-- Tasks by holder (or last holder) and state.
+SELECT assignee, state, COUNT(*) AS n FROM tasks WHERE assignee IS NOT NULL
+GROUP BY assignee, state;
+
+-- name: actor_last_seen
+SELECT at FROM events WHERE actor = %(actor)s AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1;
+
+-- name: recent_done_times
+-- The newest finished tasks' holders and times (the agents page's percentiles).
+SELECT assignee, wait_time, work_time FROM tasks
+WHERE state = 'DONE' ORDER BY created_at DESC LIMIT %(limit)s;
+
+-- name: event_time
+SELECT at FROM events WHERE seq = %(seq)s;
+
+-- name: chart_transitions
+-- Events numbered after `after` up to `upto`, by time bucket, type and the states they moved between.
+SELECT floor(at / %(bucket)s) * %(bucket)s AS bucket, type, from_state, to_state, COUNT(*) AS n
+FROM events WHERE seq > %(after)s AND seq <= %(upto)s
+GROUP BY 1, type, from_state, to_state;
+
+-- name: chart_times
+-- Wait and work times of the tasks completed in those events, by time bucket.
+SELECT floor(at / %(bucket)s) * %(bucket)s AS bucket,
+       (data -> 'set' ->> 'wait_time')::float8 AS wait_time, (data -> 'set' ->> 'work_time')::float8 AS work_time
+FROM events WHERE seq > %(after)s AND seq <= %(upto)s AND to_state = 'DONE';

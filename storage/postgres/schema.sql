@@ -85,6 +85,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_task ON events (task_id, pos);
 CREATE INDEX events_type ON events (type, actor);
+CREATE INDEX events_actor ON events (actor, seq);
 CREATE INDEX events_unnumbered ON events (pos) WHERE seq IS NULL;
 
 -- The highest seq handed out; only the sequencer (holding its advisory lock) changes it.

@@ -357,3 +357,69 @@ INSERT INTO token_events (name, type, actor, at, data) VALUES (:name, :type, :ac
 
 -- name: token_events_latest
 SELECT id, name, type, actor, at, data FROM token_events ORDER BY id DESC LIMIT :limit;
+
+-- ---- the board (mcp_tasks/overview.py)
+
+-- name: dependents_many
+SELECT task_id, depends_on FROM deps WHERE depends_on IN (SELECT value FROM json_each(:ids))
+ORDER BY depends_on, task_id LIMIT :limit;
+
+-- name: count_dependents
+SELECT COUNT(*) AS n FROM deps WHERE depends_on = :id;
+
+-- name: task_nodes
+SELECT id, title, state FROM tasks WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: count_tasks
+-- find_tasks' filters, counted up to :cap (a page says "more than" beyond it).
+SELECT COUNT(*) AS n FROM (
+    SELECT 1 FROM tasks
+    WHERE (:state IS NULL OR state = :state)
+      AND (:assignee IS NULL OR assignee = :assignee)
+      AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = :tag))
+      AND (:text IS NULL OR instr(lower(title), lower(:text)) > 0 OR instr(lower(description), lower(:text)) > 0)
+      AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+    LIMIT :cap);
+
+-- name: events_page
+SELECT * FROM events
+WHERE seq < :before AND (:type IS NULL OR type = :type) AND (:actor IS NULL OR actor = :actor)
+ORDER BY seq DESC LIMIT :limit;
+
+-- name: events_page_of_task
+SELECT * FROM events
+WHERE task_id = :task AND seq < :before AND (:type IS NULL OR type = :type) AND (:actor IS NULL OR actor = :actor)
+ORDER BY seq DESC LIMIT :limit;
+
+-- name: events_page_of_actor
+SELECT * FROM events INDEXED BY events_actor
+WHERE actor = :actor AND seq < :before AND (:type IS NULL OR type = :type)
+ORDER BY seq DESC LIMIT :limit;
+
+-- name: agent_states
+-- Tasks by holder (or last holder) and state.
+SELECT assignee, state, COUNT(*) AS n FROM tasks WHERE assignee IS NOT NULL
+GROUP BY assignee, state;
+
+-- name: actor_last_seen
+SELECT at FROM events INDEXED BY events_actor WHERE actor = :actor ORDER BY seq DESC LIMIT 1;
+
+-- name: recent_done_times
+-- The newest :limit finished tasks' holders and times (the agents page's percentiles).
+SELECT assignee, wait_time, work_time FROM tasks INDEXED BY tasks_state
+WHERE state = 'DONE' ORDER BY created_at DESC LIMIT :limit;
+
+-- name: event_time
+SELECT at FROM events WHERE seq = :seq;
+
+-- name: chart_transitions
+-- Events numbered after :after up to :upto, by time bucket, type and the states they moved between.
+SELECT CAST(at / :bucket AS INTEGER) * :bucket AS bucket, type, from_state, to_state, COUNT(*) AS n
+FROM events WHERE seq > :after AND seq <= :upto
+GROUP BY 1, type, from_state, to_state;
+
+-- name: chart_times
+-- Wait and work times of the tasks completed in those events, by time bucket.
+SELECT CAST(at / :bucket AS INTEGER) * :bucket AS bucket,
+       json_extract(data, '$.set.wait_time') AS wait_time, json_extract(data, '$.set.work_time') AS work_time
+FROM events WHERE seq > :after AND seq <= :upto AND to_state = 'DONE';

@@ -75,6 +75,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_task ON events (task_id, seq);
 CREATE INDEX events_type ON events (type, actor);
+CREATE INDEX events_actor ON events (actor, seq);
 
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN

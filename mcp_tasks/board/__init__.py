@@ -1,0 +1,1 @@
+"""The web board: pages for people, served beside /mcp."""

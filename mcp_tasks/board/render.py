@@ -1,0 +1,46 @@
+"""Rendering the board's pages: one Jinja environment over the package's templates, and the
+filters that turn stored values into what people read (local dates, durations, states)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from ..overview import nice_duration
+from . import svg
+
+TEMPLATES = resources.files(__package__) / "templates"
+
+
+def when(ts: float | None) -> Markup:
+    """A time as a <time> element: UTC text, which the page's script shows as a local date."""
+    if ts is None:
+        return Markup("–")
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    iso = dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Markup(f'<time datetime="{iso}">{dt:%Y-%m-%d %H:%M:%S} UTC</time>')
+
+
+def pretty(value: Any) -> str:
+    """A JSON value for a <pre> block (bounded)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= 20_000 else text[:20_000] + "\n… (cut at 20,000 characters)"
+
+
+def short_id(task_id: str) -> str:
+    """A task id as shown in lists (ids are short already: kept whole)."""
+    return task_id
+
+
+def make_environment() -> Environment:
+    """The Jinja environment of the board: autoescaping, strict undefined names, our filters."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+    env.filters.update(when=when, dur=nice_duration, pretty=pretty, short_id=short_id)
+    env.globals.update(svg=svg, escape=escape)
+    return env
