@@ -30,14 +30,16 @@ from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
 from . import board_bench, http_bench, sqlite_bench
 
-HELP = "measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start and memory against references"
+HELP = ("measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start, memory and board render "
+        "time against references")
 DESCRIPTION = (
     "Measure mcp-tasks against a reference for every figure, in one run: claims/s through the "
     "registry vs a raw sqlite3 loop running the same SQL (1 and 4 processes); list_available(50) "
     "vs a naive dependency scan; one MCP tool call over stdio and server cold start vs a bare "
     "MCPServer; tool calls/s and p99 latency over Streamable HTTP from 16 concurrent clients, with a "
     "bearer token each (rate limit raised out of reach), vs a bare MCPServer's no-op tool and vs our "
-    "server without tokens; server memory (RSS) vs a bare MCPServer. Prints one table (ratio = value / "
+    "server without tokens; server memory (RSS) vs a bare MCPServer; the web board's render time (the "
+    "board and two task pages, server time) on the large database vs its 50 ms limit. Prints one table (ratio = value / "
     "reference value). The full run takes a minute or more (it builds a 100k-task, 1M-event database); "
     "--quick takes seconds. --postgres URL adds the PostgreSQL store's rows: claims/s vs raw psycopg loops "
     "(1 and 16 connections), list_available(50), and cross-server notification latency, measured in new "
