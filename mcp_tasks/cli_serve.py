@@ -89,7 +89,7 @@ def add_web_parser(sub: Any, common: argparse.ArgumentParser, bounded: Callable[
     w = sub.add_parser("web", parents=[common], help="serve the web board alone (agents use stdio)")
     w.add_argument("--host", default="127.0.0.1",
                    help="address (default 127.0.0.1); other than loopback only once tokens exist")
-    w.add_argument("--port", type=bounded(int, 1, 65535), default=8766)
+    w.add_argument("--port", type=bounded(int, 1, 65535), default=8766, help="port (default 8766)")
     w.add_argument("--public-url", help="the board's URL as people reach it (behind a proxy)")
     w.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
     w.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")

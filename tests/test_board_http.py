@@ -351,3 +351,21 @@ async def test_a_task_many_others_need_shows_a_bounded_graph(db) -> None:
         assert f"+{40 - GRAPH_WIDTH} more" in page.text and f"and {40 - GRAPH_WIDTH} more" in page.text
         one = await client.get(f"/tasks/{needy[0]}")
         assert f'data-id="{gate}"' in one.text and "Waiting on" in one.text
+
+
+def test_mcp_tasks_web_serves_the_board_alone(db, tmp_path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from .server_helpers import MCP_TASKS, free_port, http_process
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with http_process([*MCP_TASKS, "web", "--db", db.location, "--port", str(port)], base, tmp_path / "web.log"):
+        with urllib.request.urlopen(f"{base}/") as page:
+            assert page.status == 200 and "Ready queue" in page.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/mcp", method="POST", data=b"{}"))
+        assert missing.value.code in (404, 405)  # no MCP endpoint: agents use stdio
+    log = (tmp_path / "web.log").read_text()
+    assert "the board is at" in log and "Traceback" not in log
