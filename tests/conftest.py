@@ -1,9 +1,10 @@
 """Shared fixtures: one behaviour suite, parametrized over every store (tests/databases.py).
 
-The suite runs in two processes (pytest-xdist, `-n 2` in pyproject.toml): every
-test that may touch PostgreSQL in one, in order, and every other test in the other. PostgreSQL
-tests must not overlap: one restarts the server, and an open transaction anywhere on the server
-holds back the numbering of every database's events (README, "Running on PostgreSQL").
+The suite runs in two processes (pytest-xdist, `-n 2` in pyproject.toml): every test that may
+touch PostgreSQL in one of them, in order, and the others wherever a process is free (about half
+the time each). PostgreSQL tests must not overlap: one restarts the server, and an open
+transaction anywhere on the server holds back the numbering of every database's events (README,
+"Running on PostgreSQL").
 """
 
 from __future__ import annotations
@@ -65,21 +66,34 @@ async def make_registry(db, clock) -> AsyncIterator[Callable[..., Any]]:
 
 
 def uses_postgres(nodeid: str, root: Path) -> bool:
-    """Whether a test may reach the PostgreSQL server: parametrized with it, or unparametrized by
-    store in a module that mentions it."""
+    """Whether a test may reach the PostgreSQL server: parametrized with it, or not parametrized by
+    store but naming it (or a PG_ value) in its decorators or body."""
     params = nodeid[nodeid.index("[") + 1:nodeid.rindex("]")].split("-") if "[" in nodeid else []
     if "postgres" in params:
         return True
     if "sqlite" in params:
         return False
-    source = root / nodeid.split("::")[0]
-    if source not in _MENTIONS:
-        text = source.read_text(encoding="utf-8") if source.is_file() else ""
-        _MENTIONS[source] = "postgres" in text or "pg_base" in text
-    return _MENTIONS[source]
+    path, _, name = nodeid.partition("::")
+    source = root / path
+    if source not in _SOURCES:
+        _SOURCES[source] = source.read_text(encoding="utf-8").splitlines() if source.is_file() else []
+    lines = _SOURCES[source]
+    name = name.split("[")[0]
+    at = next((i for i, line in enumerate(lines) if line.startswith((f"def {name}(", f"async def {name}("))), None)
+    if at is None:
+        text = "\n".join(lines)
+    else:
+        first = at
+        while first > 0 and lines[first - 1].strip() and not lines[first - 1].startswith(("def ", "async def ", "class ")):
+            first -= 1  # its decorators, down to the blank line before them
+        last = at + 1
+        while last < len(lines) and (not lines[last].strip() or lines[last][0] in " \t"):
+            last += 1
+        text = "\n".join(lines[first:last])
+    return "postgres" in text.lower() or "pg_" in text.lower()
 
 
-_MENTIONS: dict[Path, bool] = {}
+_SOURCES: dict[Path, list[str]] = {}
 
 
 def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:

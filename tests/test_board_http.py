@@ -366,6 +366,7 @@ def test_mcp_tasks_web_serves_the_board_alone(db, tmp_path) -> None:
             assert page.status == 200 and "Ready queue" in page.read().decode()
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(urllib.request.Request(f"{base}/mcp", method="POST", data=b"{}"))
+        missing.value.close()
         assert missing.value.code in (404, 405)  # no MCP endpoint: agents use stdio
     log = (tmp_path / "web.log").read_text()
     assert "the board is at" in log and "Traceback" not in log
