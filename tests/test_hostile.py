@@ -11,7 +11,7 @@ error; a refused call must leave the database as it was; afterwards the server s
 the event log still replays to the stored tasks (`Registry.verify`). The documented maximum sizes
 are tested at the boundary: the limit is accepted, one more is refused with a message naming it.
 
-Size: MCP_TASKS_HOSTILE_EXAMPLES (default 25) hypothesis examples per tool and protocol era (a
+Size: MCP_TASKS_HOSTILE_EXAMPLES (default 10) hypothesis examples per tool and protocol era (a
 fifth of that over stdio), about a minute for the whole file. Run far longer by hand, e.g.
 
     MCP_TASKS_HOSTILE_EXAMPLES=5000 MCP_TASKS_HOSTILE_RANDOM=1 python -m pytest tests/test_hostile.py
@@ -52,7 +52,7 @@ from mcp_tasks.stores import make_store
 from .helpers import FakeClock
 from .server_helpers import ROOT, Agent, stdio_params
 
-EXAMPLES = int(os.environ.get("MCP_TASKS_HOSTILE_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("MCP_TASKS_HOSTILE_EXAMPLES", "10"))
 RANDOM = os.environ.get("MCP_TASKS_HOSTILE_RANDOM", "") not in ("", "0")
 MODES = ["auto", "legacy"]
 # The long sweep runs each protocol era on SQLite and the newest on PostgreSQL: what the store sees

@@ -9,7 +9,7 @@ after every step the whole registry is compared with the model.
 Size: MCP_TASKS_STATEFUL_EXAMPLES (default 100) examples of up to MCP_TASKS_STATEFUL_STEPS
 (default 40) steps each on SQLite, about half a minute. PostgreSQL answers every call over a
 socket, so the same run takes several times longer; to keep CI within its budget it runs
-MCP_TASKS_STATEFUL_PG_EXAMPLES examples (default 40) of the same length. Run far longer by
+MCP_TASKS_STATEFUL_PG_EXAMPLES examples (default 25) of the same length. Run far longer by
 hand, e.g.
 
     MCP_TASKS_STATEFUL_EXAMPLES=20000 MCP_TASKS_STATEFUL_PG_EXAMPLES=20000 MCP_TASKS_STATEFUL_STEPS=100 \
@@ -62,7 +62,7 @@ from .databases import TestDatabase, new_database, pg_base
 from .helpers import FakeClock, drive_to
 
 EXAMPLES = {"sqlite": int(os.environ.get("MCP_TASKS_STATEFUL_EXAMPLES", "100")),
-            "postgres": int(os.environ.get("MCP_TASKS_STATEFUL_PG_EXAMPLES", "40"))}
+            "postgres": int(os.environ.get("MCP_TASKS_STATEFUL_PG_EXAMPLES", "25"))}
 STEPS = int(os.environ.get("MCP_TASKS_STATEFUL_STEPS", "40"))
 RANDOM = os.environ.get("MCP_TASKS_STATEFUL_RANDOM", "") not in ("", "0")
 
