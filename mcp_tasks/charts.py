@@ -38,12 +38,14 @@ class Charts:
     last_seq: int
 
 
-def _quantile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
+def quantile(values: list[float], q: float) -> float | None:
+    """The `q` quantile (0..1) of `values` by linear interpolation between ranks (None when empty)."""
+    if not values:
         return None
-    k = (len(sorted_values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def _first_seq_at(tx: ReadTx, since: float, last: int) -> int:
@@ -114,16 +116,16 @@ class ChartFold:
                     level[dst] -= n
                 if src in level:
                     level[src] += n
-        waits = [sorted(self.waits.get(x, [])) for x in xs]
-        works = [sorted(self.works.get(x, [])) for x in xs]
+        waits = [self.waits.get(x, []) for x in xs]
+        works = [self.works.get(x, []) for x in xs]
 
         def arrivals(x: float, state: str) -> float:
             return float(sum(n for (src, dst), n in self.moves.get(x, Counter()).items() if dst == state and src != dst))
 
         return Charts(
             hours=xs, finished=[arrivals(x, "DONE") for x in xs], failed=[arrivals(x, "FAILED") for x in xs],
-            wait_p50=[_quantile(w, 0.5) for w in waits], wait_p95=[_quantile(w, 0.95) for w in waits],
-            work_p50=[_quantile(w, 0.5) for w in works], work_p95=[_quantile(w, 0.95) for w in works],
+            wait_p50=[quantile(w, 0.5) for w in waits], wait_p95=[quantile(w, 0.95) for w in waits],
+            work_p50=[quantile(w, 0.5) for w in works], work_p95=[quantile(w, 0.95) for w in works],
             depth={s: v for s, v in depth.items() if any(v)}, last_seq=last,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from . import limits
-from .charts import ChartFold, Charts
+from .charts import ChartFold, Charts, quantile
 from .errors import InvalidInput, TaskNotFound
 from .models import Event, Readiness, Task, TaskSummary
 from .reading import Reads
@@ -23,7 +23,7 @@ GRAPH_HOPS = 2  # dependency neighbourhood, each way
 GRAPH_WIDTH = 12  # tasks shown per hop and direction
 COUNT_CAP = 10_000  # a search counts its matches up to this
 AGENT_SAMPLE = 5_000  # finished tasks the agents page's percentiles are taken from
-HELD_STATES = (State.ACTIVE, State.ASSIGNED, State.PAUSED)
+WORKING = (State.ACTIVE, State.ASSIGNED, State.PAUSED)  # held work; REVIEW has a list of its own
 
 
 @dataclass
@@ -85,7 +85,7 @@ class AgentRow:
     @property
     def held(self) -> int:
         """Tasks it holds now."""
-        return sum(self.holding.get(s, 0) for s in HELD_STATES)
+        return sum(self.holding.get(s, 0) for s in WORKING)
 
     @property
     def success_rate(self) -> float | None:
@@ -113,16 +113,6 @@ class SearchView:
     next_cursor: str | None
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """The `q` quantile (0..1) of `values` by linear interpolation (None when empty)."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 class Overviews(Reads):
     """The board's reads (a base of Registry)."""
 
@@ -135,7 +125,7 @@ class Overviews(Reads):
         def run(tx: ReadTx) -> BoardView:
             now = self.now(tx)
             held: dict[str, list[Task]] = {}
-            for state in HELD_STATES:
+            for state in WORKING:
                 for t in tx.tasks_in_state(state, BOARD_LIST):
                     held.setdefault(t.assignee or "?", []).append(t)
             last = tx.last_seq()
@@ -266,8 +256,8 @@ def _agent_rows(tx: ReadTx, only: str | None = None) -> dict[str, AgentRow]:
                 w[1].append(work)
     for name, (waits, works) in times.items():
         r = rows[name]
-        r.wait_p50, r.wait_p95 = percentile(waits, 0.5), percentile(waits, 0.95)
-        r.work_p50, r.work_p95 = percentile(works, 0.5), percentile(works, 0.95)
+        r.wait_p50, r.wait_p95 = quantile(waits, 0.5), quantile(waits, 0.95)
+        r.work_p50, r.work_p95 = quantile(works, 0.5), quantile(works, 0.95)
     for name in sorted(rows)[:500]:
         rows[name].last_seen = tx.actor_last_seen(name)
     return rows

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from .registry import Registry
 from .states import HELD_STATES, State
+from .charts import quantile
 from .display import iso
 
 
@@ -79,12 +80,8 @@ async def claim_outlook(reg: Registry, limit: int = 1000) -> ClaimOutlook:
 
 
 def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return round(s[lo] + (s[hi] - s[lo]) * (k - lo), 3)
+    found = quantile(values, q)
+    return None if found is None else round(found, 3)
 
 
 class Metrics(BaseModel):
