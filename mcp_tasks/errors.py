@@ -128,6 +128,13 @@ class TokenError(TaskError):
     code = "token"
 
 
+class ImportRefused(InvalidInput):
+    """An export file cannot be imported (`line` names the offending line, None when the target
+    registry is the problem); nothing was changed."""
+
+    code = "import_refused"
+
+
 class StoreError(TaskError):
     """The database failed, not the request: nothing was changed. Drivers' errors become one of
     the subclasses below, once, in the store; nothing above the store sees a driver exception."""

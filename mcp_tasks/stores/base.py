@@ -11,6 +11,7 @@ A new dialect implements `Store`, `ReadTx` and `WriteTx` with named queries in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple, Protocol, TypeVar
 
 from ..errors import CorruptRow
@@ -89,6 +90,27 @@ class BucketTimes(NamedTuple):
     bucket: float
     wait_time: float | None
     work_time: float | None
+
+
+class RegistrySize(NamedTuple):
+    """What a registry holds: task rows, dependency edges, numbered `events` and committed events
+    not numbered yet (`unnumbered`: PostgreSQL's sequencer has not reached them), the highest seq
+    present (`last_seq`) and ever handed out (`high_water`), and the time of the last event in
+    export order (`last_at`: the last unnumbered one if any, else the highest seq; None without
+    events)."""
+
+    tasks: int
+    deps: int
+    events: int
+    unnumbered: int
+    last_seq: int
+    high_water: int
+    last_at: float | None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing was ever stored here that an import could collide with."""
+        return not (self.tasks or self.deps or self.events or self.unnumbered or self.high_water)
 
 
 class ReadTx(Protocol):
@@ -256,6 +278,23 @@ class ReadTx(Protocol):
         up when verify compares the task's depends_on with its replay.)"""
         ...
 
+    # ---- export (transfer.py): the whole registry, paged, on one snapshot
+
+    def registry_size(self) -> RegistrySize:
+        """Counts of what the registry holds (one aggregate read)."""
+        ...
+
+    def tasks_by_id(self, after: str, limit: int) -> list[Task]:
+        """Up to `limit` tasks with ids after `after`, in id order, each with its depends_on and
+        lease_hash (not `blocks`). CorruptRow when a row cannot be read."""
+        ...
+
+    def unnumbered_events(self, after: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events that have no seq yet (their `seq` is None), with their position in the
+        order the store will number them, after position `after`, up to `limit`. Stores that number
+        events as they write them (SQLite) never have any."""
+        ...
+
     # ---- bearer tokens (the HTTP service's identities); only SHA-256 hashes are stored
 
     def token_by_hash(self, token_hash: str) -> TokenInfo | None:
@@ -350,6 +389,27 @@ class WriteTx(ReadTx, Protocol):
 
     def append_token_event(self, name: str, type: str, actor: str, at: float, data: dict[str, Any]) -> None:
         """Add an entry to the append-only token log ('created' or 'revoked')."""
+        ...
+
+
+    # ---- import (transfer.py): into an empty registry, keeping ids, seq numbers and times
+
+    def import_tasks(self, rows: list[tuple[int, Task]]) -> None:
+        """Insert task rows as they are, each at its place `num` in insertion order (the tie-break
+        of claim order), lease_hash included; edges go in with import_deps."""
+        ...
+
+    def import_deps(self, edges: Sequence[tuple[str, str]]) -> None:
+        """Insert dependency edges (task_id, depends_on) between imported tasks."""
+        ...
+
+    def import_events(self, events: list[Event]) -> None:
+        """Append events keeping their seq and time (`at`), numbered as given."""
+        ...
+
+    def import_counters(self, last_seq: int) -> None:
+        """After importing: new events are numbered after `last_seq`, new tasks placed after the
+        imported ones."""
         ...
 
 

@@ -47,6 +47,11 @@ class PostgresTx(SqlTx):
         assert row is not None
         return int(row["pos"])
 
+    def _many(self, name: str, params: list[dict[str, Any]]) -> None:
+        if params:
+            with self.conn.cursor() as cur:
+                cur.executemany(self.q[name], params)  # named queries from storage/postgres/
+
     def now(self) -> float:
         """The database server's clock at the start of this transaction (one clock for every host)."""
         if self._now is None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable, TypeVar
 
 from ..errors import CorruptRow
 from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
-from .base import BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, SeqRun, TaskHistory
+from .base import (
+    BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, RegistrySize, SeqRun, TaskHistory,
+)
 from .rows import Row, dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,11 @@ class SqlTx:
 
     def _insert_event(self, params: dict[str, Any]) -> int:
         """Insert an event; its position in the log as written."""
+        raise NotImplementedError
+
+    def _many(self, name: str, params: list[dict[str, Any]]) -> None:
+        """Run changing statement `name` once for each parameter set, in one round trip where the
+        driver can."""
         raise NotImplementedError
 
     def now(self) -> float:
@@ -366,14 +373,50 @@ class SqlTx:
     def append_token_event(self, name: str, type: str, actor: str, at: float, data: dict[str, Any]) -> None:
         self._count("token_event_insert", {"name": name, "type": type, "actor": actor, "at": at, "data": dumps(data)})
 
+    # ---- export and import
+    def registry_size(self) -> RegistrySize:
+        r = self._row("registry_size")
+        assert r is not None
+        return RegistrySize(int(r["tasks"]), int(r["deps"]), int(r["events"]), int(r["unnumbered"]),
+                            int(r["last_seq"]), int(r["high_water"] or 0), _number(r["last_at"]))
+
+    def tasks_by_id(self, after: str, limit: int) -> list[Task]:
+        rows = self._all("tasks_by_id", {"after": after, "limit": limit})
+        deps = self._deps_of([r["id"] for r in rows])
+        return [task_from_row(r, deps.get(r["id"], [])) for r in rows]
+
+    def unnumbered_events(self, after: int, limit: int) -> list[tuple[int, Event]]:
+        return [(int(r["pos"]), event_from_row(r)) for r in self._all("unnumbered_events", {"after": after, "limit": limit})]
+
+    def import_tasks(self, rows: list[tuple[int, Task]]) -> None:
+        self._many("import_task", [{**task_params(task), "num": num} for num, task in rows])
+
+    def import_deps(self, edges: Sequence[tuple[str, str]]) -> None:
+        self._many("insert_dep", [{"task_id": t, "depends_on": d} for t, d in edges])
+
+    def import_events(self, events: list[Event]) -> None:
+        self._many("import_event", [{
+            "seq": e.seq, "task_id": e.task_id, "type": e.type,
+            "from_state": None if e.from_state is None else e.from_state.value,
+            "to_state": None if e.to_state is None else e.to_state.value, "actor": e.actor, "at": e.at,
+            "data": dumps(e.data),
+        } for e in events])
+
+    def import_counters(self, last_seq: int) -> None:
+        self._all("import_counters", {"seq": last_seq})
+
+    def _deps_of(self, ids: list[Any]) -> dict[str, list[str]]:
+        deps: dict[str, list[str]] = {}
+        for r in self._all("depends_on_of_tasks", {"ids": self._list([i for i in ids if isinstance(i, str)])}):
+            deps.setdefault(r["task_id"], []).append(r["depends_on"])
+        return deps
+
     def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
         rows = self._all("tasks_page", {"after": after, "limit": limit})
         if not rows:
             return []
         ids = self._list([r["id"] for r in rows if isinstance(r["id"], str)])
-        deps: dict[str, list[str]] = {}
-        for r in self._all("depends_on_of_tasks", {"ids": ids}):
-            deps.setdefault(r["task_id"], []).append(r["depends_on"])
+        deps = self._deps_of([r["id"] for r in rows])
         events: dict[str, list[Event]] = {}
         for r in self._all("events_of_tasks", {"ids": ids}):
             events.setdefault(r["task_id"], []).append(event_from_row(r))

@@ -40,5 +40,8 @@ class SqliteTx(SqlTx):
     def _insert_event(self, params: dict[str, Any]) -> int:
         return int(self.conn.execute(self.q["insert_event"], params).lastrowid or 0)
 
+    def _many(self, name: str, params: list[dict[str, Any]]) -> None:
+        self.conn.executemany(self.q[name], params)
+
     def now(self) -> float:
         return time.time()

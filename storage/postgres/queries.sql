@@ -458,3 +458,56 @@ GROUP BY 1, type, from_state, to_state;
 SELECT floor(at / %(bucket)s) * %(bucket)s AS bucket,
        (data -> 'set' ->> 'wait_time')::float8 AS wait_time, (data -> 'set' ->> 'work_time')::float8 AS work_time
 FROM events WHERE seq > %(after)s AND seq <= %(upto)s AND to_state = 'DONE';
+
+-- ---- export and import (mcp_tasks/transfer.py)
+
+-- name: registry_size
+-- What a registry holds, for an export's header and an import's check that the target is empty.
+-- last_at: the time of the last event in the export's order (committed but unnumbered events
+-- come after the numbered ones).
+SELECT (SELECT COUNT(*) FROM tasks) AS tasks,
+       (SELECT COUNT(*) FROM deps) AS deps,
+       (SELECT COUNT(seq) FROM events) AS events,
+       (SELECT COUNT(*) FROM events WHERE seq IS NULL) AS unnumbered,
+       (SELECT COALESCE(MAX(seq), 0) FROM events) AS last_seq,
+       (SELECT seq FROM event_head) AS high_water,
+       COALESCE((SELECT at FROM events WHERE seq IS NULL ORDER BY pos DESC LIMIT 1),
+                (SELECT at FROM events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1)) AS last_at;
+
+-- name: tasks_by_id
+SELECT * FROM tasks WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: unnumbered_events
+-- Committed events the sequencer has not numbered yet, in the order it will number them.
+SELECT * FROM events WHERE seq IS NULL AND pos > %(after)s ORDER BY pos LIMIT %(limit)s;
+
+-- name: import_task
+-- A task row as exported, at its place `num` in insertion order.
+INSERT INTO tasks (
+    num, id, title, description, type, priority, tags, state, assignee, created_at, assigned_at,
+    started_at, completed_at, retry_count, max_retries, error_log, checkpoint_data,
+    checkpoint_note, progress, checkpoint_timestamp, cycle_time, wait_time, work_time, result,
+    artifacts, version, schema_version, created_by, requires_review, reviewer, lease_hash,
+    lease_expires_at, lease_seconds, not_before, unmet_deps, usage_tokens, usage_api_calls,
+    usage_cost, updated_at, lease_end)
+VALUES (
+    %(num)s, %(id)s, %(title)s, %(description)s, %(type)s, %(priority)s, %(tags)s::jsonb, %(state)s,
+    %(assignee)s, %(created_at)s, %(assigned_at)s, %(started_at)s, %(completed_at)s, %(retry_count)s,
+    %(max_retries)s, %(error_log)s::jsonb, %(checkpoint_data)s::jsonb, %(checkpoint_note)s, %(progress)s,
+    %(checkpoint_timestamp)s, %(cycle_time)s, %(wait_time)s, %(work_time)s, %(result)s::jsonb,
+    %(artifacts)s::jsonb, %(version)s, %(schema_version)s, %(created_by)s, %(requires_review)s,
+    %(reviewer)s, %(lease_hash)s, %(lease_expires_at)s, %(lease_seconds)s, %(not_before)s,
+    %(unmet_deps)s, %(usage_tokens)s, %(usage_api_calls)s, %(usage_cost)s, %(updated_at)s, %(lease_end)s);
+
+-- name: import_event
+-- An event as exported, keeping its seq: the sequencer leaves numbered events alone.
+INSERT INTO events (seq, task_id, type, from_state, to_state, actor, at, data)
+VALUES (%(seq)s, %(task_id)s, %(type)s, %(from_state)s, %(to_state)s, %(actor)s, %(at)s, %(data)s::jsonb);
+
+-- name: import_counters
+-- After an import: the sequencer numbers new events after `seq`, new tasks get a num after the
+-- highest imported one.
+WITH head AS (UPDATE event_head SET seq = %(seq)s RETURNING seq)
+SELECT (SELECT seq FROM head) AS seq,
+       setval(pg_get_serial_sequence('tasks', 'num'), COALESCE((SELECT MAX(num) FROM tasks), 1),
+              (SELECT MAX(num) FROM tasks) IS NOT NULL) AS num;

@@ -423,3 +423,50 @@ GROUP BY 1, type, from_state, to_state;
 SELECT CAST(at / :bucket AS INTEGER) * :bucket AS bucket,
        json_extract(data, '$.set.wait_time') AS wait_time, json_extract(data, '$.set.work_time') AS work_time
 FROM events WHERE seq > :after AND seq <= :upto AND to_state = 'DONE';
+
+-- ---- export and import (mcp_tasks/transfer.py)
+
+-- name: registry_size
+-- What a registry holds, for an export's header and an import's check that the target is empty.
+-- SQLite numbers every event as it is written, so none is ever unnumbered.
+SELECT (SELECT COUNT(*) FROM tasks) AS tasks,
+       (SELECT COUNT(*) FROM deps) AS deps,
+       (SELECT COUNT(*) FROM events) AS events,
+       0 AS unnumbered,
+       (SELECT COALESCE(MAX(seq), 0) FROM events) AS last_seq,
+       COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) AS high_water,
+       (SELECT at FROM events ORDER BY seq DESC LIMIT 1) AS last_at;
+
+-- name: tasks_by_id
+SELECT * FROM tasks WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: unnumbered_events
+-- Committed events without a seq yet, by position: never any on SQLite (seq is the rowid).
+SELECT seq AS pos, * FROM events WHERE seq IS NULL AND seq > :after ORDER BY seq LIMIT :limit;
+
+-- name: import_task
+-- A task row as exported, at its place `num` in insertion order.
+INSERT INTO tasks (
+    num, id, title, description, type, priority, tags, state, assignee, created_at, assigned_at,
+    started_at, completed_at, retry_count, max_retries, error_log, checkpoint_data,
+    checkpoint_note, progress, checkpoint_timestamp, cycle_time, wait_time, work_time, result,
+    artifacts, version, schema_version, created_by, requires_review, reviewer, lease_hash,
+    lease_expires_at, lease_seconds, not_before, unmet_deps, usage_tokens, usage_api_calls,
+    usage_cost, updated_at, lease_end)
+VALUES (
+    :num, :id, :title, :description, :type, :priority, :tags, :state, :assignee, :created_at, :assigned_at,
+    :started_at, :completed_at, :retry_count, :max_retries, :error_log, :checkpoint_data,
+    :checkpoint_note, :progress, :checkpoint_timestamp, :cycle_time, :wait_time, :work_time, :result,
+    :artifacts, :version, :schema_version, :created_by, :requires_review, :reviewer, :lease_hash,
+    :lease_expires_at, :lease_seconds, :not_before, :unmet_deps, :usage_tokens, :usage_api_calls,
+    :usage_cost, :updated_at, :lease_end);
+
+-- name: import_event
+-- An event as exported, keeping its seq (AUTOINCREMENT's high-water mark follows it).
+INSERT INTO events (seq, task_id, type, from_state, to_state, actor, at, data)
+VALUES (:seq, :task_id, :type, :from_state, :to_state, :actor, :at, :data);
+
+-- name: import_counters
+-- After an import: new events are numbered after `seq` (sqlite_sequence already follows the
+-- explicit seqs; this only makes sure), new tasks after the highest num (the rowid does that).
+UPDATE sqlite_sequence SET seq = :seq WHERE name = 'events' AND seq < :seq;
