@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any, Callable, NoReturn
 
-from . import __version__, cli_serve, cli_tokens, config, limits
+from . import __version__, cli_serve, cli_tokens, cli_transfer, config, limits
 from .config import ConfigError
 from .display import iso as _iso, short as _short, table as _table
 from .errors import StoreError, TaskError
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.add_web_parser(sub, common, bounded)
 
     cli_tokens.add_parser(sub, common, bounded)
+    cli_transfer.add_parser(sub, common, bounded)
 
     s = sub.add_parser("events", parents=[common], help="print the event log (--follow to tail it)")
     s.add_argument("--task", help="only this task's events")

@@ -20,7 +20,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -40,6 +41,7 @@ TASK_FIELDS = frozenset(f for f in Task.model_fields if f != "blocks")
 EVENT_FIELDS = frozenset(("seq", "task_id", "type", "from_state", "to_state", "actor", "at", "data"))
 HEADER_COUNTS = ("last_seq", "tasks", "events")
 TASK_PAGE, EVENT_PAGE, BATCH = 500, 5000, 1000
+DEBOUNCE_CAP = 4  # a followed export lags at most this many debounce intervals under constant change
 _LAST_ISO_SECOND = 253402300800  # 10000-01-01: later times stay numbers
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d+)Z$")
 
@@ -398,3 +400,48 @@ async def import_file(store: Store, path: str | Path) -> Summary:
 def _not_empty(size: RegistrySize) -> ImportRefused:
     return ImportRefused(f"the target registry is not empty ({size.tasks} tasks, {size.events + size.unnumbered} "
                          "events): import only into a new database")
+
+
+# ---------------------------------------------------------------- a followed export
+
+
+async def follow_export(store: Store, path: str | Path, *, debounce: float, stop: asyncio.Event,
+                        wrote: Callable[[Summary], None]) -> int:
+    """Keep `path` an up-to-date export of `store` until `stop` is set; how many times it was written.
+
+    Written at once, then whenever the log has advanced: once it has been quiet for `debounce`
+    seconds, or `DEBOUNCE_CAP` times that after the first change not yet written under constant
+    change. Every write is atomic (`export_to_file`); a change seen when stopping is written before
+    returning. `wrote` is told of each write."""
+
+    async def head() -> int:
+        await store.settle()
+        return await store.read(lambda tx: tx.last_seq())
+
+    async def write() -> int:
+        seen = await head()  # read before the snapshot: a change after it shows up as a new head
+        wrote(await export_to_file(store, path))
+        return seen
+
+    poll = min(0.5, max(0.05, debounce / 4))
+    written, writes = await write(), 1
+    while not stop.is_set():
+        first = last_change = None
+        current = written
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), poll)
+            except asyncio.TimeoutError:
+                pass
+            now, latest = time.monotonic(), await head()
+            if latest != current:
+                current, last_change = latest, now
+                first = first or now
+            if first is not None and last_change is not None and (
+                    now - last_change >= debounce or now - first >= DEBOUNCE_CAP * debounce):
+                break
+        if stop.is_set():
+            current = await head()
+        if current != written:
+            written, writes = await write(), writes + 1
+    return writes

@@ -23,7 +23,7 @@ from ..errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from . import sqlite_file
+from . import sql_files, sqlite_file
 from .sqlite_tx import SqliteTx
 from .worker import ThreadWorker
 
@@ -211,14 +211,25 @@ class SqliteStore:
         """No signal crosses processes on SQLite: followers poll."""
 
     # ---- copies
+    async def integrity_problems(self) -> list[str]:
+        """What SQLite's integrity check finds wrong with the file's pages, indexes and constraints
+        (empty: nothing)."""
+        if self._reader is None:
+            raise StoreUnavailable("the database is not open (the server is starting or stopping)")
+        query = sql_files.queries("sqlite", "backup.sql")["integrity_check"]
+        rows = await self._reader.run(lambda res: res[0].execute(query).fetchall())
+        return [str(r[0]) for r in rows if str(r[0]) != "ok"]
+
     async def copy_to(self, dest: str | Path) -> None:
         """Write a consistent copy of the whole database to `dest` without ever writing to this one.
 
         Works whether or not this store is open, and while other processes write: a database
         nobody has open (no -wal or -journal file beside it) is copied as a plain file, checked
         unchanged afterwards; a live one is copied with SQLite's online backup API from a
-        read-only connection, which sees committed transactions only.
+        read-only connection, which sees committed transactions only. A new `dest` is made
+        readable by its owner only.
         """
+        await asyncio.to_thread(sqlite_file.create_file, str(dest))  # owner-only, like the database
         await asyncio.to_thread(_copy_database, Path(self.path), Path(dest))
 
 
