@@ -15,7 +15,6 @@ that would not give back the registry that was exported.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 import os
 import re
@@ -23,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -70,7 +70,12 @@ def utc_time(t: Any) -> Any:
     whole, _, digits = repr(t).partition(".")
     if not digits.isdigit():
         return t
-    return datetime.fromtimestamp(int(whole), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{digits}Z"
+    return f"{_second(int(whole))}.{digits}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time(value: Any) -> Any:
@@ -80,8 +85,13 @@ def parse_time(value: Any) -> Any:
     m = _ISO.match(value) if isinstance(value, str) else None
     if m is None:
         raise ValueError(f"holds {str(value)[:40]!r}, not a time (YYYY-MM-DDTHH:MM:SS.fZ or epoch seconds)")
-    seconds = calendar.timegm(datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").timetuple())
-    return float(f"{seconds}.{m.group(2)}")
+    return float(f"{_seconds(m.group(1))}.{m.group(2)}")
+
+
+@lru_cache(maxsize=4096)
+def _seconds(text: str) -> int:
+    when = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return int(when.timestamp())
 
 
 def _times(record: dict[str, Any], convert: Any) -> dict[str, Any]:

@@ -4,22 +4,38 @@ processes work hold every acknowledged change and are never seen half-written.""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from mcp_tasks import Registry, State
-from mcp_tasks.backups import copy
+from mcp_tasks.backups import backup, copy, restore
 from mcp_tasks.errors import ImportRefused
-from mcp_tasks.stores import Store
+from mcp_tasks.cli import main
+from mcp_tasks.stores import SqliteStore, Store
 from mcp_tasks.tokens import Tokens
-from mcp_tasks.transfer import export, export_to_file, import_file, utc_time, parse_time
+from mcp_tasks.transfer import export, follow_export, import_file, parse_time, utc_time
 from mcp_tasks.verification import verify
 
 from .databases import TestDatabase, new_database
+from .fleet import ROOT
+from .test_cli import run
+
+WORKER = Path(__file__).parent / "programs" / "claim_worker.py"
+# Tasks planned for the agent processes of the backup and follow test (they are stopped after the
+# backup: the load must outlast it).
+LOAD_TASKS = int(os.environ.get("MCP_TASKS_TRANSFER_TASKS", "400"))
+LOAD_PROCS = 2
 
 
 async def exported(store: Store) -> bytes:
@@ -201,3 +217,196 @@ async def test_import_refusals_name_the_line_and_change_nothing(db, registry, cl
     finally:
         await store.close()
         target.drop()
+
+
+async def test_postgres_export_holds_committed_events_the_sequencer_has_not_numbered(tmp_path, clock):
+    import psycopg
+
+    db = new_database("postgres", tmp_path)
+    try:
+        async with Registry(db.store(), agent="agent-a", clock=clock) as reg:
+            await reg.create_tasks([{"title": "before"}])
+            await reg.store.settle()
+            assert db.base is not None
+            with psycopg.connect(db.base) as blocker:
+                blocker.execute("SELECT pg_current_xact_id()")  # an open transaction below every later one
+                await reg.create_tasks([{"title": "after 1"}, {"title": "after 2"}])
+                assert (await reg.store.read(lambda tx: tx.registry_size())).unnumbered == 2
+                during = await exported(reg.store)
+                blocker.rollback()
+            assert json.loads(during.decode().splitlines()[0])["last_seq"] == 3
+            assert await exported(reg.store) == during  # numbered since, as the export said they would be
+    finally:
+        db.drop()
+
+
+def _workers(location: str, logs: list[Path]) -> list[subprocess.Popen]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = []
+    for i, log in enumerate(logs):
+        with log.open("w") as out:
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), location, f"worker-{i}", str(i)], stdout=out,
+                                          env=env))
+    return procs
+
+
+def _acknowledged(logs: list[Path]) -> set[tuple[str, str]]:
+    """(task, worker) of every claim a worker has been told succeeded (complete lines only)."""
+    out = set()
+    for i, log in enumerate(logs):
+        for text in log.read_text().splitlines(keepends=True):
+            if text.endswith("\n"):
+                out.add((json.loads(text)["task"], f"worker-{i}"))
+    return out
+
+
+def _finish(procs: list[subprocess.Popen], stop: bool = False) -> None:
+    """Wait for the workers to run out of work (or stop them now)."""
+    for p in procs:
+        if stop:
+            p.terminate()
+        try:
+            code = p.wait(timeout=120)
+            assert stop or code == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _read_while(path: Path, stop: threading.Event, seen: list[int], broken: list[str]) -> None:
+    """Read `path` over and over: every read must be a whole export (header counts = lines)."""
+    while not stop.is_set():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        lines = data.split(b"\n")
+        header = json.loads(lines[0])
+        if lines[-1] != b"" or len(lines) - 2 != header["tasks"] + header["events"]:
+            broken.append(f"{len(data)} bytes, {len(lines)} lines, header {header}")
+        seen.append(header["last_seq"])
+        time.sleep(0.005)
+
+
+async def test_backup_and_followed_export_during_a_multi_process_load(db, tmp_path):
+    """Agent processes work while a followed export keeps a file current and a backup is taken: the
+    backup (restored and verified) holds every claim acknowledged before it began; the followed
+    file is never seen half-written and ends equal to a one-shot export."""
+    async with Registry(db.store(), agent="planner") as reg:
+        for start in range(0, LOAD_TASKS, 500):
+            await reg.create_tasks([{"title": f"task {i}"} for i in range(start, min(start + 500, LOAD_TASKS))])
+    followed = tmp_path / "plan.jsonl"
+    store = await opened(db)
+    halt, writes = asyncio.Event(), []
+    follower = asyncio.create_task(follow_export(store, followed, debounce=0.1, stop=halt, wrote=writes.append))
+    stop, seen, broken = threading.Event(), [], []
+    reader = threading.Thread(target=_read_while, args=(followed, stop, seen, broken))
+    reader.start()
+    logs = [tmp_path / f"worker-{i}.out" for i in range(LOAD_PROCS)]
+    procs = _workers(db.location, logs)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_acknowledged(logs)) < LOAD_TASKS // 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        before = _acknowledged(logs)
+        dest = tmp_path / ("backup.db" if db.kind == "sqlite" else "backup.jsonl")
+        taken = await backup(db.location, dest)
+        assert all(p.poll() is None for p in procs), "the load outlasts the backup"
+        _finish(procs, stop=True)
+        one_shot = await exported(store)
+        deadline = time.monotonic() + 30
+        while followed.read_bytes() != one_shot and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert followed.read_bytes() == one_shot
+    finally:
+        _finish(procs, stop=True)
+        halt.set()
+        await follower
+        stop.set()
+        reader.join()
+        await store.close()
+    final = json.loads(one_shot.decode().splitlines()[0])["last_seq"]
+    assert len(writes) >= 2 and writes[-1].last_seq == final
+    assert broken == [] and len(seen) >= 20 and len(set(seen)) >= 2
+
+    assert taken.problems == [] and taken.tasks == LOAD_TASKS and taken.kind == (
+        "sqlite" if db.kind == "sqlite" else "export")
+    assert len(before) >= LOAD_TASKS // 20 and taken.last_seq < final, "the backup was taken during the load"
+    target = new_database(db.kind, tmp_path)
+    try:
+        restored = await restore(dest, target.location)
+        assert restored.problems == [] and restored.last_seq == taken.last_seq
+        store = await opened(target)
+        try:
+            claims = set()
+            seq = 0
+            while page := await store.read(lambda tx: tx.events_since(seq, 5000)):
+                claims |= {(e.task_id, e.actor) for e in page if e.type == "claimed"}
+                seq = page[-1].seq
+        finally:
+            await store.close()
+        assert before <= claims
+    finally:
+        target.drop()
+
+
+def test_commands_as_a_person_runs_them(tmp_path):
+    """Each command in its own process, with and without --json; the follower stops on SIGTERM."""
+    source = tmp_path / "source.db"
+
+    async def plan(titles: list[str]) -> bytes:
+        async with Registry(SqliteStore(source), agent="planner") as reg:
+            await reg.create_tasks([{"title": t} for t in titles])
+            return await exported(reg.store)
+
+    first = asyncio.run(plan(["one", "twö"]))
+    exported_file = tmp_path / "registry.jsonl"
+    exported_file.write_bytes(first)
+    loaded = run("import", str(exported_file), "--db", str(tmp_path / "a.db")).stdout
+    assert "imported 2 tasks, 2 events (last seq 2)" in loaded and "it verifies clean" in loaded
+    copied = json.loads(run("copy", "--db", str(source), "--to", str(tmp_path / "b.db"), "--json").stdout)
+    assert copied["identical"] is True and copied["problems"] == [] and copied["tasks"] == 2
+    taken = run("backup", str(tmp_path / "backup.db"), "--db", str(source)).stdout
+    assert "(database copy): 2 tasks, 2 events" in taken and (tmp_path / "backup.db").exists()
+    restored = json.loads(run("restore", str(tmp_path / "backup.db"), "--db", str(tmp_path / "c.db"), "--json").stdout)
+    assert restored["kind"] == "sqlite" and restored["problems"] == [] and restored["last_seq"] == 2
+
+    followed = tmp_path / "followed.jsonl"
+    follower = subprocess.Popen([sys.executable, "-m", "mcp_tasks", "export", "--follow", "-o", str(followed),
+                                 "--debounce", "0.05", "--json", "--db", str(source)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while not followed.exists() and follower.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        latest = asyncio.run(plan(["three"]))
+        while followed.read_bytes() != latest and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert followed.read_bytes() == latest
+    assert json.loads(out) | {"seconds": 0} == {"action": "export", "source": str(source), "target": str(followed),
+                                                "tasks": 3, "events": 3, "last_seq": 3, "seconds": 0, "writes": 2}
+
+
+def test_command_refusals_are_one_line_and_change_nothing(tmp_path, capsys):
+    source = tmp_path / "source.db"
+
+    async def plan() -> None:
+        async with Registry(SqliteStore(source), agent="planner") as reg:
+            await reg.create_tasks([{"title": "one"}])
+
+    asyncio.run(plan())
+    file = tmp_path / "registry.jsonl"
+    assert main(["export", "--db", str(source), "-o", str(file)]) == 0
+    assert main(["import", str(file), "--db", str(source)]) == 3
+    assert main(["backup", str(file), "--db", str(source)]) == 3
+    assert main(["export", "--follow", "--db", str(source)]) == 2
+    assert main(["export", "--json", "--db", str(source)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err)
+    assert "not empty (1 tasks, 1 events)" in err[0] and "a backup never replaces a file" in err[1]
+    assert "--follow needs -o FILE" in err[2] and "--json needs -o FILE" in err[3]
