@@ -29,8 +29,9 @@ from typing import IO, Any, NamedTuple
 from .errors import CorruptRow, ImportRefused
 from .limits import MAX_PRIORITY, MIN_PRIORITY
 from .models import SCHEMA_VERSION, Event, Task
+from .states import State
 from .stores.base import ReadTx, RegistrySize, Store, WriteTx
-from .stores.rows import dumps, event_from_row, task_from_row
+from .stores.rows import dumps, task_from_row
 
 FORMAT = "mcp-tasks-export"
 VERSION = 1
@@ -43,6 +44,7 @@ HEADER_COUNTS = ("last_seq", "tasks", "events")
 TASK_PAGE, EVENT_PAGE, BATCH = 500, 5000, 1000
 DEBOUNCE_CAP = 4  # a followed export lags at most this many debounce intervals under constant change
 _LAST_ISO_SECOND = 253402300800  # 10000-01-01: later times stay numbers
+_STATES: dict[str, State | bool] = {s.value: s for s in State}
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d+)Z$")
 
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -286,12 +288,16 @@ def _event(value: Any, expected_seq: int, known: dict[str, int]) -> Event:
             data = {**data, "set": _times(data["set"], parse_time)}
     except ValueError as exc:
         raise _Refuse(f"event {seq}: a time {exc}") from None
-    ev = event_from_row({**rec, "at": at, "data": dumps(data)})
-    if ev.error or at is None:
-        raise _Refuse(f"event {seq}: {ev.error or 'at is missing'}")
-    if ev.task_id not in known:
-        raise _Refuse(f"event {seq} names task {ev.task_id}, which the file does not hold")
-    return ev
+    for key in ("task_id", "type", "actor"):
+        if not isinstance(rec[key], str):
+            raise _Refuse(f"event {seq}: {key} must be text, not {rec[key]!r}")
+    states = [_STATES.get(rec[key], False) if rec[key] is not None else None for key in ("from_state", "to_state")]
+    if False in states or at is None or not isinstance(data, dict):
+        raise _Refuse(f"event {seq}: from_state and to_state must be states or null, at a time, data an object")
+    if rec["task_id"] not in known:
+        raise _Refuse(f"event {seq} names task {rec['task_id']}, which the file does not hold")
+    return Event.model_construct(seq=seq, task_id=rec["task_id"], type=rec["type"], from_state=states[0],
+                                 to_state=states[1], actor=rec["actor"], at=at, data=data, error=None)
 
 
 def _records(path: Path, num: dict[str, int]) -> Iterator[tuple[int, Summary | Task | Event | Edge]]:

@@ -83,3 +83,7 @@ LISTEN mcp_tasks_bench;
 -- name: bench_notify
 -- The reference of cross-server latency: a bare notification from one connection to another.
 SELECT pg_notify('mcp_tasks_bench', %(payload)s);
+
+-- name: bench_read_log
+-- The reference of the export rows: every event, in order, as the driver reads it.
+SELECT * FROM events ORDER BY seq;

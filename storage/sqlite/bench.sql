@@ -24,3 +24,7 @@ SELECT COUNT(*) AS n FROM events;
 
 -- name: bench_count_tasks
 SELECT COUNT(*) AS n FROM tasks;
+
+-- name: bench_read_log
+-- The reference of the export rows: every event, in order, as the driver reads it.
+SELECT * FROM events ORDER BY seq;

@@ -1,0 +1,124 @@
+"""The export and import rows of `mcp-tasks bench`: events per second through `mcp-tasks export`
+and `mcp-tasks import` on the large database (100,000 tasks and 1,000,000 events in the full run;
+--quick measures a registry of QUICK_TASKS tasks and QUICK_EVENTS events instead, to stay quick),
+and with --postgres on a PostgreSQL copy of it (the import into PostgreSQL is measured on the way).
+
+Rates count events (each export also carries one line per task). An export is measured against
+the driver reading the event log raw (`bench_read_log`: rows, no JSON, no file); an import against
+the export of the same store in the same run (it reads the file twice and writes every row).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..stores import make_store
+from ..stores import sql_files
+from ..transfer import export_to_file, import_file
+from . import sqlite_bench
+
+if TYPE_CHECKING:
+    from .bench import Bench, Figure
+
+QUICK_TASKS, QUICK_EVENTS = 1_000, 10_000
+ROWS = ("export, SQLite", "import, SQLite")
+POSTGRES_ROWS = ("export, PostgreSQL", "import, PostgreSQL")
+
+
+def row_names(postgres: bool) -> list[str]:
+    """The measure column of every transfer row (with --postgres: and PostgreSQL's)."""
+    return [*ROWS, *(POSTGRES_ROWS if postgres else ())]
+
+
+def _raw_read_sqlite(db: Path) -> tuple[int, float]:
+    conn = sqlite_bench.connect(str(db), "NORMAL")
+    try:
+        t0 = time.perf_counter()
+        n = sum(1 for _ in conn.execute(sql_files.queries("sqlite", "bench.sql")["bench_read_log"]))
+        return n, time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
+def _raw_read_postgres(url: str) -> tuple[int, float]:
+    from . import postgres_bench as P
+
+    with P.connect(url) as conn:
+        t0 = time.perf_counter()
+        with conn.cursor(name="bench_read_log") as cur:  # server-side: rows arrive in batches
+            cur.execute(P.bench_queries()["bench_read_log"])
+            n = sum(1 for _ in cur)
+        return n, time.perf_counter() - t0
+
+
+async def _export(location: str, file: Path) -> tuple[int, float]:
+    store = make_store(location, create=False)
+    await store.open()
+    try:
+        t0 = time.perf_counter()
+        summary = await export_to_file(store, file)
+        return summary.events, time.perf_counter() - t0
+    finally:
+        await store.close()
+
+
+async def _import(location: str, file: Path) -> tuple[int, float]:
+    store = make_store(location, must_write=True)
+    await store.open()
+    try:
+        t0 = time.perf_counter()
+        summary = await import_file(store, file)
+        return summary.events, time.perf_counter() - t0
+    finally:
+        await store.close()
+
+
+async def run(b: Bench, db: Path, size: str, postgres: str | None) -> list[Figure]:
+    """Export and import rates on the large SQLite database `db` (`size` says what it holds), and
+    on PostgreSQL at `postgres` when given (in a schema of the run's own, dropped afterwards)."""
+    import asyncio
+
+    from .bench import Figure
+
+    from . import bench_data as D
+    from .bench import large_size
+
+    if b.sizes.claim_rounds == 1:  # --quick
+        db = b.work / "transfer.db"
+        await D.blocked_outranking_db(db, QUICK_TASKS)
+        D.add_history(db, QUICK_EVENTS)
+        size = large_size(db)
+    file = b.work / "export.jsonl"
+    b.say(f"export and import: {size}")
+    events, seconds = await _export(str(db), file)
+    raw, raw_seconds = await asyncio.to_thread(_raw_read_sqlite, db)
+    exported = events / seconds
+    figures = [Figure(f"{ROWS[0]}, {size}", exported, "events/s", "raw read of the event log", raw / raw_seconds)]
+    events, seconds = await _import(str(b.work / "imported.db"), file)
+    figures.append(Figure(f"{ROWS[1]}, {size}", events / seconds, "events/s", "export, SQLite", exported))
+    (b.work / "imported.db").unlink()
+    if postgres is None:
+        file.unlink()
+        return figures
+
+    from . import postgres_bench as P
+
+    schemas = P.Schemas(postgres)
+    try:
+        url = schemas.url_of("transfer")
+        b.say(f"export and import on PostgreSQL: {size}")
+        imported, import_seconds = await _import(url, file)
+        events, seconds = await _export(url, b.work / "pg-export.jsonl")
+        raw, raw_seconds = await asyncio.to_thread(_raw_read_postgres, url)
+        exported = events / seconds
+        figures += [
+            Figure(f"{POSTGRES_ROWS[0]}, {size}", exported, "events/s", "raw read of the event log", raw / raw_seconds),
+            Figure(f"{POSTGRES_ROWS[1]}, {size}", imported / import_seconds, "events/s", "export, PostgreSQL", exported),
+        ]
+    finally:
+        await asyncio.to_thread(schemas.drop_all)
+        file.unlink(missing_ok=True)
+        (b.work / "pg-export.jsonl").unlink(missing_ok=True)
+    return figures
