@@ -231,7 +231,8 @@ async def test_postgres_export_holds_committed_events_the_sequencer_has_not_numb
             with psycopg.connect(db.base) as blocker:
                 blocker.execute("SELECT pg_current_xact_id()")  # an open transaction below every later one
                 await reg.create_tasks([{"title": "after 1"}, {"title": "after 2"}])
-                assert (await reg.store.read(lambda tx: tx.registry_size())).unnumbered == 2
+                # (more may wait: a transaction anywhere on the server holds the sequencer back)
+                assert (await reg.store.read(lambda tx: tx.registry_size())).unnumbered >= 2
                 during = await exported(reg.store)
                 blocker.rollback()
             assert json.loads(during.decode().splitlines()[0])["last_seq"] == 3
