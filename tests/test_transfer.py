@@ -104,6 +104,9 @@ async def fill(reg: Registry, clock) -> dict[str, str]:
 
 
 async def test_export_import_export_is_byte_identical(db, registry, clock, tmp_path):
+    empty = (await exported(registry.store)).decode()
+    assert empty == ('{"events":0,"format":"mcp-tasks-export","last_seq":0,"schema_version":1,"tasks":0,"time":null,'
+                     '"version":1}\n')
     held = await fill(registry, clock)
     await registry.create_tasks([{"title": "a"}], request_id="r-1")  # a stored answer
     _, secret = await Tokens(registry).create("bot", "agent")
@@ -130,7 +133,11 @@ async def test_export_import_export_is_byte_identical(db, registry, clock, tmp_p
                    [t.id for t in (await registry.list_available()).items]
             tid, lease = next(iter(held.items()))
             await copy_reg.resume(tid, lease)
-            assert (await copy_reg.event_pages(header["last_seq"]).__anext__())[0].seq == header["last_seq"] + 1
+            new = (await copy_reg.create_tasks([{"title": "after the import"}])).ids[0]
+            events = (await copy_reg.event_pages(header["last_seq"]).__anext__())
+            assert [(e.seq, e.type) for e in events] == [(header["last_seq"] + 1, "resumed"),
+                                                        (header["last_seq"] + 2, "created")]
+            assert (await copy_reg.find(limit=1)).items[0].id == new  # placed after the imported tasks
             assert await verify(store) == []
     finally:
         await store.close()
