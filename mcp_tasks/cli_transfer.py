@@ -122,6 +122,9 @@ async def cmd_restore(args: argparse.Namespace) -> int:
     return _report(report, args.json, f"restored {report.source} into {report.target} ({what})")
 
 
+JSON_HELP = "print one JSON document saying what was done (counts, last seq, paths, seconds)"
+
+
 def add_parser(sub: Any, common: argparse.ArgumentParser, bounded: Callable[..., Any]) -> None:
     """`export`, `import`, `copy`, `backup` and `restore`."""
     s = sub.add_parser("export", parents=[common], help="write the whole registry as JSON Lines (stdout or -o FILE)")
@@ -131,25 +134,25 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, bounded: Callable[...,
     s.add_argument("--debounce", type=bounded(float, 0.05, 3600), default=1.0, metavar="SECONDS",
                    help=f"--follow: write once the log has been quiet this long, or {DEBOUNCE_CAP}x this long "
                         "under constant change (default 1)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_export)
 
     s = sub.add_parser("import", parents=[common], help="load an export into an empty registry, then verify")
     s.add_argument("file", metavar="FILE")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_import)
 
     s = sub.add_parser("copy", parents=[common], help="copy the whole registry into an empty one (SQLite <-> PostgreSQL)")
     s.add_argument("--to", required=True, metavar="DST", help="the target: a SQLite file or postgresql:// URL")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_copy)
 
     s = sub.add_parser("backup", parents=[common], help="a consistent online backup to a new file, checked")
     s.add_argument("dest", metavar="DEST")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_backup)
 
     s = sub.add_parser("restore", parents=[common], help="restore a backup or export into an empty registry")
     s.add_argument("src", metavar="SRC")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_restore)

@@ -379,6 +379,8 @@ def load_file(tx: WriteTx, path: str | Path, plan: Plan) -> Summary:
     events: list[Event] = []
     for _, record in _records(Path(path), {}):
         if isinstance(record, Task):
+            if record.id not in plan.num:
+                raise ImportRefused(f"{path} changed while it was imported: import it again")
             tasks.append((plan.num[record.id], record))
         elif isinstance(record, Edge):
             if tasks:  # every task row before the first edge that may name it
