@@ -8,8 +8,8 @@ float (1764477439.1234567 -> "2025-11-30T04:37:19.1234567Z"), so they come back 
 durations stay seconds. Bearer tokens and stored request answers are never written.
 
 An export is one read transaction, written as it pages (bounded memory). An import reads the file
-twice (checking it, then loading it in one write transaction) and refuses, naming the line, anything
-that would not give back the registry that was exported.
+once, checking every line as it loads it in one write transaction, and refuses (all of it rolled
+back), naming the line, anything that would not give back the registry that was exported.
 """
 
 from __future__ import annotations
@@ -194,14 +194,6 @@ class _Refuse(Exception):
     """A problem with the line being read (turned into ImportRefused naming it)."""
 
 
-class Plan(NamedTuple):
-    """What the first reading of a file found: its totals, and each task's place in insertion
-    order (the order of the tasks' `created` events)."""
-
-    summary: Summary
-    num: dict[str, int]
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -350,38 +342,39 @@ def _edges(path: Path, edges: list[tuple[int, str, str]], known: dict[str, int]
         yield n, Edge(task_id, dep)
 
 
-def check_file(path: str | Path) -> Plan:
-    """Read the whole file once, checking every line; ImportRefused naming the first bad one."""
-    num: dict[str, int] = {}
+def check_file(path: str | Path) -> Summary:
+    """Read the whole file, checking every line as an import would; ImportRefused naming the first
+    bad one. Its header's totals."""
     summary: Summary | None = None
-    created = 0
-    for _, record in _records(Path(path), num):
+    for _, record in _records(Path(path), {}):
         if isinstance(record, Summary):
             summary = record
-        elif isinstance(record, Event) and record.type == "created" and num[record.task_id] == 0:
-            created += 1
-            num[record.task_id] = created
-    for task_id in sorted(t for t, place in num.items() if place == 0):  # no created event: verify reports it
-        created += 1
-        num[task_id] = created
     assert summary is not None
-    return Plan(summary, num)
+    return summary
 
 
-def load_file(tx: WriteTx, path: str | Path, plan: Plan) -> Summary:
-    """Load a checked file into the empty registry of `tx` (run it inside `Store.write`; it reads the
-    file from its start, so the store may run it again)."""
+def load_file(tx: WriteTx, path: str | Path) -> Summary:
+    """Load the export at `path` into the empty registry of `tx`, checking every line (run it inside
+    `Store.write`, which rolls everything back when a line is refused; it reads the file from its
+    start, so the store may run it again).
+
+    Tasks come in id order, so each is inserted at a placeholder place; once the events have given
+    the order of the tasks' `created` events, every task is moved to its place in that order
+    (tasks without one after them, in id order)."""
     size = tx.registry_size()
     if not size.empty:
         raise _not_empty(size)
+    known: dict[str, int] = {}
+    summary: Summary | None = None
     tasks: list[tuple[int, Task]] = []
     edges: list[Edge] = []
     events: list[Event] = []
-    for _, record in _records(Path(path), {}):
-        if isinstance(record, Task):
-            if record.id not in plan.num:
-                raise ImportRefused(f"{path} changed while it was imported: import it again")
-            tasks.append((plan.num[record.id], record))
+    place: dict[str, int] = {}
+    for _, record in _records(Path(path), known):
+        if isinstance(record, Summary):
+            summary = record
+        elif isinstance(record, Task):
+            tasks.append((-len(known), record))  # below every real place: no collision when moved
         elif isinstance(record, Edge):
             if tasks:  # every task row before the first edge that may name it
                 tx.import_tasks(tasks)
@@ -389,6 +382,8 @@ def load_file(tx: WriteTx, path: str | Path, plan: Plan) -> Summary:
             edges.append(record)
         elif isinstance(record, Event):
             events.append(record)
+            if record.type == "created" and record.task_id not in place:
+                place[record.task_id] = len(place) + 1
         if len(tasks) >= BATCH:
             tx.import_tasks(tasks)
             tasks.clear()
@@ -401,8 +396,14 @@ def load_file(tx: WriteTx, path: str | Path, plan: Plan) -> Summary:
     tx.import_tasks(tasks)
     tx.import_deps(edges)
     tx.import_events(events)
-    tx.import_counters(plan.summary.last_seq)
-    return plan.summary
+    for task_id in sorted(known.keys() - place.keys()):  # no created event: verify reports it
+        place[task_id] = len(place) + 1
+    moves = list(place.items())
+    for start in range(0, len(moves), BATCH):
+        tx.import_places(moves[start:start + BATCH])
+    assert summary is not None
+    tx.import_counters(summary.last_seq)
+    return summary
 
 
 async def import_file(store: Store, path: str | Path) -> Summary:
@@ -411,8 +412,7 @@ async def import_file(store: Store, path: str | Path) -> Summary:
     size = await store.read(lambda tx: tx.registry_size())
     if not size.empty:  # said before reading a large file; load_file checks again, in its transaction
         raise _not_empty(size)
-    plan = await asyncio.to_thread(check_file, path)
-    return await store.write(lambda tx: load_file(tx, path, plan))
+    return await store.write(lambda tx: load_file(tx, path))
 
 
 def _not_empty(size: RegistrySize) -> ImportRefused:

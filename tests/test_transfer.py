@@ -109,13 +109,16 @@ async def test_export_import_export_is_byte_identical(db, registry, clock, tmp_p
                      '"version":1}\n')
     held = await fill(registry, clock)
     await registry.create_tasks([{"title": "a"}], request_id="r-1")  # a stored answer
+    # Equal priority and time: claimed in creation order, which is not their id order.
+    same = (await registry.create_tasks([{"title": f"same {i}"} for i in range(6)])).ids
+    assert sorted(same) != same
     _, secret = await Tokens(registry).create("bot", "agent")
     first = await exported(registry.store)
     text = first.decode()
     assert secret not in text and "r-1" not in text and '"blocks"' not in text
     header = json.loads(text.splitlines()[0])
-    assert header["format"] == "mcp-tasks-export" and header["tasks"] == 8
-    assert header["events"] == header["last_seq"] == len(text.splitlines()) - 9
+    assert header["format"] == "mcp-tasks-export" and header["tasks"] == 14
+    assert header["events"] == header["last_seq"] == len(text.splitlines()) - 15
     file = tmp_path / "registry.jsonl"
     file.write_bytes(first)
 
@@ -123,14 +126,14 @@ async def test_export_import_export_is_byte_identical(db, registry, clock, tmp_p
     store = await opened(target)
     try:
         summary = await import_file(store, file)
-        assert (summary.tasks, summary.last_seq) == (8, header["last_seq"])
+        assert (summary.tasks, summary.last_seq) == (14, header["last_seq"])
         assert await verify(store) == []
         assert await exported(store) == first
         copy_reg = Registry(store, agent="agent-a", clock=clock)
         async with copy_reg:
             # Claim order, leases and numbering carry over.
-            assert [t.id for t in (await copy_reg.list_available()).items] == \
-                   [t.id for t in (await registry.list_available()).items]
+            ready = [t.id for t in (await registry.list_available()).items]
+            assert [t.id for t in (await copy_reg.list_available()).items] == ready and ready[-6:] == same
             tid, lease = next(iter(held.items()))
             await copy_reg.resume(tid, lease)
             new = (await copy_reg.create_tasks([{"title": "after the import"}])).ids[0]

@@ -395,8 +395,13 @@ class WriteTx(ReadTx, Protocol):
     # ---- import (transfer.py): into an empty registry, keeping ids, seq numbers and times
 
     def import_tasks(self, rows: list[tuple[int, Task]]) -> None:
-        """Insert task rows as they are, each at its place `num` in insertion order (the tie-break
-        of claim order), lease_hash included; edges go in with import_deps."""
+        """Insert task rows as they are, lease_hash included, each at place `num` in insertion order
+        (the tie-break of claim order; any unused number, import_places moves it); edges go in with
+        import_deps."""
+        ...
+
+    def import_places(self, places: Sequence[tuple[str, int]]) -> None:
+        """Move each imported task (id, num) to its place in insertion order; no two share one."""
         ...
 
     def import_deps(self, edges: Sequence[tuple[str, str]]) -> None:

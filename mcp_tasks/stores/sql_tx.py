@@ -391,6 +391,9 @@ class SqlTx:
     def import_tasks(self, rows: list[tuple[int, Task]]) -> None:
         self._many("import_task", [{**task_params(task), "num": num} for num, task in rows])
 
+    def import_places(self, places: Sequence[tuple[str, int]]) -> None:
+        self._many("import_place", [{"id": task_id, "num": num} for task_id, num in places])
+
     def import_deps(self, edges: Sequence[tuple[str, str]]) -> None:
         self._many("insert_dep", [{"task_id": t, "depends_on": d} for t, d in edges])
 

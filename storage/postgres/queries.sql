@@ -499,6 +499,10 @@ VALUES (
     %(reviewer)s, %(lease_hash)s, %(lease_expires_at)s, %(lease_seconds)s, %(not_before)s,
     %(unmet_deps)s, %(usage_tokens)s, %(usage_api_calls)s, %(usage_cost)s, %(updated_at)s, %(lease_end)s);
 
+-- name: import_place
+-- An imported task moved from its placeholder to its place in insertion order.
+UPDATE tasks SET num = %(num)s WHERE id = %(id)s;
+
 -- name: import_event
 -- An event as exported, keeping its seq: the sequencer leaves numbered events alone.
 INSERT INTO events (seq, task_id, type, from_state, to_state, actor, at, data)

@@ -461,6 +461,10 @@ VALUES (
     :lease_expires_at, :lease_seconds, :not_before, :unmet_deps, :usage_tokens, :usage_api_calls,
     :usage_cost, :updated_at, :lease_end);
 
+-- name: import_place
+-- An imported task moved from its placeholder to its place in insertion order.
+UPDATE tasks SET num = :num WHERE id = :id;
+
 -- name: import_event
 -- An event as exported, keeping its seq (AUTOINCREMENT's high-water mark follows it).
 INSERT INTO events (seq, task_id, type, from_state, to_state, actor, at, data)
