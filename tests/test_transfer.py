@@ -156,9 +156,11 @@ def test_times_keep_every_digit():
 
 
 async def test_copy_sqlite_to_postgres_and_back_exports_the_same_bytes(tmp_path, clock):
+    """And a SQLite backup restored into PostgreSQL (through an export) holds the same registry."""
     source = new_database("sqlite", tmp_path)
     middle = new_database("postgres", tmp_path)
     back = new_database("sqlite", tmp_path)
+    restored = new_database("postgres", tmp_path)
     try:
         async with Registry(source.store(), agent="agent-a", clock=clock, rng=random.Random(3)) as reg:
             await fill(reg, clock)
@@ -166,13 +168,18 @@ async def test_copy_sqlite_to_postgres_and_back_exports_the_same_bytes(tmp_path,
         there = await copy(source.location, middle.location)
         again = await copy(middle.location, back.location)
         assert there.identical and again.identical and there.problems == again.problems == []
-        store = await opened(back)
-        try:
-            assert await exported(store) == before
-        finally:
-            await store.close()
+        taken = await backup(source.location, tmp_path / "backup.db")
+        put_back = await restore(tmp_path / "backup.db", restored.location)
+        assert (taken.kind, put_back.kind, put_back.problems) == ("sqlite", "export", [])
+        for db in (back, restored):
+            store = await opened(db)
+            try:
+                assert await exported(store) == before
+            finally:
+                await store.close()
     finally:
         middle.drop()
+        restored.drop()
 
 
 def _lines(data: bytes) -> list[dict]:
