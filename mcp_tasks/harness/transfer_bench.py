@@ -22,7 +22,7 @@ from . import sqlite_bench
 if TYPE_CHECKING:
     from .bench import Bench, Figure
 
-QUICK_TASKS, QUICK_EVENTS = 1_000, 10_000
+QUICK_TASKS, QUICK_EVENTS = 300, 3_000  # small: --quick runs in CI and the test suite
 ROWS = ("export, SQLite", "import, SQLite")
 POSTGRES_ROWS = ("export, PostgreSQL", "import, PostgreSQL")
 
