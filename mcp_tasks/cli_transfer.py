@@ -14,11 +14,13 @@ import signal
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
 from . import backups, config
 from .backups import Report, checked, opened
 from .config import ConfigError
+from .errors import InvalidInput
 from .stores import make_store
 from .transfer import DEBOUNCE_CAP, Summary, export, export_to_file, follow_export, import_file
 
@@ -89,6 +91,8 @@ async def _follow(args: argparse.Namespace, location: str, store: Any) -> int:
 
 
 async def cmd_import(args: argparse.Namespace) -> int:
+    if not Path(args.file).is_file():  # before a missing target database is created
+        raise InvalidInput(f"{args.file}: no such export file")
     started = time.perf_counter()
     async with opened(make_store(config.resolve_db(args.db), must_write=True)) as store:
         summary = await import_file(store, args.file)

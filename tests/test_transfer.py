@@ -424,7 +424,10 @@ def test_command_refusals_are_one_line_and_change_nothing(tmp_path, capsys):
     assert main(["backup", str(file), "--db", str(source)]) == 3
     assert main(["export", "--follow", "--db", str(source)]) == 2
     assert main(["export", "--json", "--db", str(source)]) == 2
+    assert main(["import", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "new.db")]) == 3
+    assert not (tmp_path / "new.db").exists()
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 4 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 5 and all(line.startswith("error: ") for line in err)
     assert "not empty (1 tasks, 1 events)" in err[0] and "a backup never replaces a file" in err[1]
     assert "--follow needs -o FILE" in err[2] and "--json needs -o FILE" in err[3]
+    assert "missing.jsonl: no such export file" in err[4]
