@@ -391,7 +391,6 @@ class WriteTx(ReadTx, Protocol):
         """Add an entry to the append-only token log ('created' or 'revoked')."""
         ...
 
-
     # ---- import (transfer.py): into an empty registry, keeping ids, seq numbers and times
 
     def import_tasks(self, rows: list[tuple[int, Task]]) -> None:
