@@ -199,16 +199,19 @@ CREATE TABLE event_totals (
 CREATE TABLE event_deltas (LIKE event_totals);
 
 -- A task row's part in the aggregates: taken away (sign -1) or added (sign 1).
-CREATE FUNCTION task_part(t tasks, sign INTEGER) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION task_part(t tasks, sign INTEGER) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO task_deltas (type, assignee, state, tasks, unblocked, retries, tokens, api_calls, cost_micros)
     VALUES (t.type, coalesce(t.assignee, ''), t.state, sign, sign * (t.unmet_deps = 0)::integer, sign * t.retry_count,
             sign * t.usage_tokens, sign * t.usage_api_calls, sign * floor(t.usage_cost * 1000000 + 0.5)::bigint);
-    INSERT INTO time_deltas (dimension, name, measure, bucket, tasks)
-    SELECT d.dimension, d.name, m.measure, floor(ln(greatest(m.t, 0.001)) / ln(1.05::float8))::integer, sign
-    FROM (VALUES ('type', t.type), ('agent', coalesce(t.assignee, ''))) d (dimension, name),
-         (VALUES ('cycle', t.cycle_time), ('work', t.work_time)) m (measure, t)
-    WHERE t.state = 'DONE' AND m.t IS NOT NULL;
-$$;
+    IF t.state = 'DONE' THEN
+        INSERT INTO time_deltas (dimension, name, measure, bucket, tasks)
+        SELECT d.dimension, d.name, m.measure, floor(ln(greatest(m.t, 0.001)) / ln(1.05::float8))::integer, sign
+        FROM (VALUES ('type', t.type), ('agent', coalesce(t.assignee, ''))) d (dimension, name),
+             (VALUES ('cycle', t.cycle_time), ('work', t.work_time)) m (measure, t)
+        WHERE m.t IS NOT NULL;
+    END IF;
+END $$;
 CREATE FUNCTION tasks_count() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
