@@ -75,8 +75,9 @@ class EventCount(NamedTuple):
 
 class TaskTotal(NamedTuple):
     """The tasks of one `type`, `assignee` (None: none) and `state`: how many, how many of them no
-    dependency holds back (`unblocked`: unmet_deps 0), the sum of their retry counts, and the usage they reported (`cost_micros`: millionths, each task's cost rounded
-    as floor(cost * 1e6 + 0.5), so that sums are exact)."""
+    dependency holds back (`unblocked`: unmet_deps 0), the sum of their retry counts, and the usage
+    they reported (`cost_micros`: millionths, each task's cost rounded as floor(cost * 1e6 + 0.5),
+    so that sums are exact)."""
 
     type: str
     assignee: str | None
@@ -208,7 +209,8 @@ class ReadTx(Protocol):
         ...
 
     def count_ready(self, now: float) -> int:
-        """How many tasks are ready (claimable) at `now`."""
+        """How many tasks are ready (claimable) at `now`: the aggregates' PENDING tasks no dependency
+        holds back, less those still in a retry backoff (an index range)."""
         ...
 
     def ready_types(self, now: float, limit: int) -> dict[str, int]:

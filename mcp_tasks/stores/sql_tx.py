@@ -157,8 +157,8 @@ class SqlTx:
 
     def task_totals(self) -> list[TaskTotal]:
         return [TaskTotal(r["type"], r["assignee"] or None, read_column(r, "state"), int(r["tasks"]), int(r["unblocked"]),
-                          int(r["retries"]),
-                          int(r["tokens"]), int(r["api_calls"]), int(r["cost_micros"])) for r in self._all("task_totals")]
+                          int(r["retries"]), int(r["tokens"]), int(r["api_calls"]), int(r["cost_micros"]))
+                for r in self._all("task_totals")]
 
     def time_histogram(self) -> list[TimeBucket]:
         return [TimeBucket(r["dimension"], r["name"], r["measure"], int(r["bucket"]), int(r["tasks"]))
