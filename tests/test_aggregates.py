@@ -244,3 +244,13 @@ async def test_the_migration_counts_the_work_already_in_a_database(db: TestDatab
         await assert_aggregates_match(reg, clock)
         await random_run(reg, clock, random.Random(29), STEPS // 3)  # and the triggers go on from there
         await assert_aggregates_match(reg, clock)
+
+
+def test_where_sqlite_lacks_ln_and_floor_the_stand_ins_give_the_same_buckets():
+    import sqlite3
+
+    from mcp_tasks.stores.sqlite_file import _floor, _ln
+
+    conn = sqlite3.connect(":memory:")
+    for x in (0.0004, 0.001, 0.05, 1.0, 1.05, 3.7, 59.99, 86400.0, 0.0, -1.0, None):
+        assert conn.execute("SELECT ln(?), floor(?)", (x, x)).fetchone() == (_ln(x), _floor(x)), x
