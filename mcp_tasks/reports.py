@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from .registry import Registry
 from .states import HELD_STATES, State
-from .charts import quantile
+from .aggregates import histogram_quantile
 from .display import iso
 
 
@@ -79,11 +79,6 @@ async def claim_outlook(reg: Registry, limit: int = 1000) -> ClaimOutlook:
                         backoff=backoff, next_backoff_end=backoff_end, waiting=waiting, blocked=blocked)
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    found = quantile(values, q)
-    return None if found is None else round(found, 3)
-
-
 class Metrics(BaseModel):
     """Aggregates by agent and by type, queue depth by state, and the oldest ready task's age."""
 
@@ -94,34 +89,40 @@ class Metrics(BaseModel):
 
 
 def _group() -> dict[str, Any]:
-    return {"done": 0, "failed": 0, "lease_expiries": 0, "retries": 0, "cycle": [], "work": [],
-            "tokens": 0, "api_calls": 0, "cost": 0.0}
+    return {"done": 0, "failed": 0, "lease_expiries": 0, "retries": 0, "times": defaultdict(dict),
+            "tokens": 0, "api_calls": 0, "cost": 0}  # cost in millionths until finished
+
+
+def _pct(buckets: dict[int, int], q: float) -> float | None:
+    found = histogram_quantile(buckets, q)
+    return None if found is None else round(found, 3)
 
 
 async def metrics(reg: Registry) -> Metrics:
-    """Done, failed, success rate, p50/p95 times, retries, lease expiries and usage."""
+    """Done, failed, success rate, p50/p95 times, retries, lease expiries and usage, from the
+    store's aggregates (the same few hundred rows at any size); the times' percentiles are the
+    histograms' estimates (mcp_tasks/aggregates.py)."""
     def read(tx: Any) -> tuple[Any, ...]:
         now = reg.now(tx)
-        return (now, tx.done_rows(), tx.counts_by_type_state(), tx.failure_counts(), tx.count_by_state(),
+        return (now, tx.task_totals(), tx.time_histogram(), tx.failure_counts(), tx.count_by_state(),
                 tx.oldest_ready(now))
 
-    now, done, by_type_state, failures, counts, oldest = await reg.store.read(read)
+    now, totals, histogram, failures, counts, oldest = await reg.store.read(read)
     agents: dict[str, dict[str, Any]] = defaultdict(_group)
     types: dict[str, dict[str, Any]] = defaultdict(_group)
-    for r in done:
-        for g in (agents[r["assignee"] or "-"], types[r["type"]]):
-            g["done"] += 1
-            g["tokens"] += r["usage_tokens"]
-            g["api_calls"] += r["usage_api_calls"]
-            g["cost"] += r["usage_cost"]
-            if r["cycle_time"] is not None:
-                g["cycle"].append(r["cycle_time"])
-            if r["work_time"] is not None:
-                g["work"].append(r["work_time"])
-    for typ, state, n, retries in by_type_state:
-        types[typ]["retries"] += retries
-        if state == State.FAILED:
-            types[typ]["failed"] += n
+    for t in totals:
+        if t.state == State.DONE:
+            for g in (agents[t.assignee or "-"], types[t.type]):
+                g["done"] += t.tasks
+                g["tokens"] += t.tokens
+                g["api_calls"] += t.api_calls
+                g["cost"] += t.cost_micros
+        types[t.type]["retries"] += t.retries
+        if t.state == State.FAILED:
+            types[t.type]["failed"] += t.tasks
+    for b in histogram:
+        group = agents[b.name or "-"] if b.dimension == "agent" else types[b.name]
+        group["times"][b.measure][b.bucket] = b.tasks
     for kind, actor, holder, n in failures:
         if kind == "failed":
             agents[actor]["failed"] += n
@@ -131,11 +132,11 @@ async def metrics(reg: Registry) -> Metrics:
             agents[holder]["retries"] += n
 
     def finish(g: dict[str, Any], attempts: int) -> dict[str, Any]:
-        cycle, work = g.pop("cycle"), g.pop("work")
+        times = g.pop("times")
         g["success_rate"] = None if attempts == 0 else round(g["done"] / attempts, 4)
-        g["cycle_p50"], g["cycle_p95"] = _pct(cycle, 0.5), _pct(cycle, 0.95)
-        g["work_p50"], g["work_p95"] = _pct(work, 0.5), _pct(work, 0.95)
-        g["cost"] = round(g["cost"], 6)
+        g["cycle_p50"], g["cycle_p95"] = _pct(times["cycle"], 0.5), _pct(times["cycle"], 0.95)
+        g["work_p50"], g["work_p95"] = _pct(times["work"], 0.5), _pct(times["work"], 0.95)
+        g["cost"] = round(g["cost"] / 1e6, 6)
         return g
 
     return Metrics(

@@ -192,10 +192,9 @@ async def test_metrics_match_the_board_and_agree_across_servers(db):
                 frozenset({("outcome", o)}): 0 for o in ("claimed", "nothing_ready", "refused", "error", "replayed")}
 
 
-async def test_the_fold_reads_the_log_in_chunks_and_starts_over_when_the_log_shrinks(db, monkeypatch):
+async def test_each_scrape_reads_the_registry_wide_figures_anew(db):
     from mcp_tasks.server import metrics
 
-    monkeypatch.setattr(metrics, "FOLD_CHUNK", 2)
     async with Registry(db.store(), agent="planner") as reg:
         ids = (await reg.create_tasks([{"title": f"t{i}"} for i in range(3)])).ids
         claim = await reg.claim(ids[0])
@@ -203,13 +202,12 @@ async def test_the_fold_reads_the_log_in_chunks_and_starts_over_when_the_log_shr
         await reg.start(ids[0], claim.lease)
         m = metrics.ServerMetrics()
         await m.refresh(reg, None)
-        last = await reg.last_seq()
-        assert (m.fold.seq, last) == (last, 5)
-        assert {s: m.fold.tasks[s] for s in State} == await reg.counts()
-        assert m.fold.transitions == {(State.PENDING, State.ASSIGNED): 1, (State.ASSIGNED, State.ACTIVE): 1}
+        assert m.figures is not None and m.figures.last_seq == await reg.last_seq() == 5
+        assert {s: m.figures.tasks[s] for s in State} == await reg.counts()
+        assert m.figures.transitions == {(State.PENDING, State.ASSIGNED): 1, (State.ASSIGNED, State.ACTIVE): 1}
+        assert m.figures.events == {"created": 3, "claimed": 1, "started": 1}
 
-        # A fold further along than the log (the database was restored from an older backup) starts over.
-        m.fold.seq, m.fold.tasks[State.DONE] = last + 10, 7
+        await reg.complete(ids[0], claim.lease, result={"ok": True})
         await m.refresh(reg, None)
-        assert m.fold.seq == last and {s: m.fold.tasks[s] for s in State} == await reg.counts()
-        assert m.fold.events == {"created": 3, "claimed": 1, "started": 1}
+        assert m.figures.tasks[State.DONE] == 1 and m.figures.tasks[State.ACTIVE] == 0
+        assert m.figures.transitions[(State.ACTIVE, State.DONE)] == 1 and m.figures.events["completed"] == 1

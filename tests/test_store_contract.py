@@ -18,11 +18,12 @@ from typing import Any
 import anyio
 import pytest
 
+from mcp_tasks.aggregates import bucket_of
 from mcp_tasks.errors import CorruptRow, StoreReadOnly
 from mcp_tasks.models import Task, Usage
 from mcp_tasks.states import State
 from mcp_tasks.stores import IdCollision, Store, make_store
-from mcp_tasks.stores.base import OrphanEvents
+from mcp_tasks.stores.base import OrphanEvents, TaskTotal, TimeBucket
 
 from .databases import TestDatabase
 
@@ -336,17 +337,21 @@ async def test_counts_outlook_and_lookups(store, db):
               deps=(("t-blocked", "t-dead"), ("t-backlogged", "t-dropped"), ("t-waiting", "t-run")))
 
     def counts(tx: Any) -> tuple[Any, ...]:
-        return (tx.count_by_state(), sorted(tx.counts_by_type_state()), tx.pending_outlook(NOW),
-                tx.blocked_by_failed(10), tx.blocked_by_failed(1), tx.done_rows())
+        return (tx.count_by_state(), sorted(tx.task_totals(), key=str), tx.pending_outlook(NOW),
+                tx.blocked_by_failed(10), tx.blocked_by_failed(1), sorted(tx.time_histogram()),
+                sorted(tx.agent_states()))
 
     assert await store.read(counts) == (
         {D: 1, F: 1, C: 1, AC: 1, P: 4, B: 1},
-        sorted([("code", D, 1, 1), ("code", F, 1, 2), ("general", C, 1, 0), ("general", AC, 1, 0),
-                ("general", P, 4, 0), ("general", B, 1, 0)]),
+        sorted([TaskTotal("code", "ann", D, 1, 1, 1, 5, 2, 250_000), TaskTotal("code", None, F, 1, 1, 2, 0, 0, 0),
+                TaskTotal("general", None, C, 1, 1, 0, 0, 0, 0), TaskTotal("general", "bob", AC, 1, 1, 0, 0, 0, 0),
+                TaskTotal("general", None, P, 4, 2, 0, 0, 0, 0), TaskTotal("general", None, B, 1, 0, 0, 0, 0, 0)],
+               key=str),
         (1, 1, 1),  # in a backoff, waiting for work in progress, blocked by failed work
         [("t-backlogged", "t-dropped", C), ("t-blocked", "t-dead", F)], [("t-backlogged", "t-dropped", C)],
-        [{"id": "t-done", "assignee": "ann", "type": "code", "wait_time": 1.0, "work_time": 2.0, "cycle_time": 3.0,
-          "retry_count": 1, "usage_tokens": 5, "usage_api_calls": 2, "usage_cost": 0.25}],
+        sorted(TimeBucket(dim, name, measure, bucket_of(t), 1)
+               for dim, name in (("type", "code"), ("agent", "ann")) for measure, t in (("cycle", 3.0), ("work", 2.0))),
+        [("ann", "DONE", 1), ("bob", "ACTIVE", 1)],
     )
 
     def lookups(tx: Any) -> tuple[Any, ...]:

@@ -28,7 +28,7 @@ from ..registry import Registry
 from ..stores import SqliteStore
 from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
-from . import board_bench, http_bench, sqlite_bench, transfer_bench
+from . import aggregates_bench, board_bench, http_bench, sqlite_bench, transfer_bench
 
 HELP = ("measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start, memory and board render "
         "time against references")
@@ -39,8 +39,9 @@ DESCRIPTION = (
     "MCPServer; tool calls/s and p99 latency over Streamable HTTP from 16 concurrent clients, with a "
     "bearer token each (rate limit raised out of reach), vs a bare MCPServer's no-op tool and vs our "
     "server without tokens; server memory (RSS) vs a bare MCPServer; the web board's render time (the "
-    "board and two task pages, server time) on the large database vs its 50 ms limit; export and import "
-    "events/s on the large database vs a raw read of its event log. Prints one table (ratio = value / "
+    "board and two task pages, server time) on the large database vs its 50 ms limit; reads of "
+    "metrics://summary, tasks://board and /metrics at 10k, 100k and 1M events vs their 20 ms limit; export "
+    "and import events/s on the large database vs a raw read of its event log. Prints one table (ratio = value / "
     "reference value). The full run takes a minute or more (it builds a 100k-task, 1M-event database); "
     "--quick takes seconds. --postgres URL adds the PostgreSQL store's rows: claims/s vs raw psycopg loops "
     "(1 and 16 connections), list_available(50), and cross-server notification latency, measured in new "
@@ -119,7 +120,8 @@ def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> lis
     else:
         names.append("list_available(50), --db copy")
     names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS",
-              *board_bench.ROWS, *transfer_bench.row_names(postgres)]
+              *board_bench.ROWS, *aggregates_bench.row_names(sizes.rss_events, _short, db is not None),
+              *transfer_bench.row_names(postgres)]
     if postgres:
         from . import postgres_figures
 
@@ -401,6 +403,7 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         b.say("board: render times on the large database")
         db_large = await large_db(b)
         figures += await board_bench.run(b, db_large, large_size(db_large))
+        figures += await aggregates_bench.run(b, db_large, _short)
         figures += await transfer_bench.run(b, db_large, large_size(db_large), postgres)
         if postgres is not None:
             from . import postgres_figures

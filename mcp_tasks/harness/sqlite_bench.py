@@ -19,6 +19,7 @@ from typing import Any
 from ..ids import lease_hash, new_lease_token
 from ..stores import sql_files
 from ..stores.rows import dumps
+from ..stores.sqlite_file import with_math
 from .naive import fetch_batches, first_ready
 
 LEASE_SECONDS = 600.0
@@ -26,7 +27,7 @@ LEASE_SECONDS = 600.0
 
 def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection configured like the store's."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30, cached_statements=256)
+    conn = with_math(sqlite3.connect(path, isolation_level=None, timeout=30, cached_statements=256))
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")

@@ -1,11 +1,9 @@
 """Prometheus metrics for /metrics (DESIGN 8), in a CollectorRegistry of each server's own.
 
 Registry-wide families: the same value on every server over one database, read from it at
-scrape time, never by scanning the tasks. The counts come from a fold of the event log kept in
-memory: the first scrape counts the events up to the log's last seq with one grouped read, later
-scrapes count only the events numbered since (`ReadTx.event_counts`, a range of the seq index).
-Tasks by state are the fold of each event's from_state/to_state, so they agree with the tasks
-table as of the log's last seq. The ready figures are the indexed reads the board uses.
+scrape time in one snapshot, never by scanning the tasks or the log: tasks by state and events by
+type and states moved between are the store's aggregates (maintained with every change, see
+stores/base.py); the ready figures are the indexed reads the board uses.
 
     mcp_tasks_tasks{state}                        gauge      tasks in each state
     mcp_tasks_ready_tasks                         gauge      tasks claimable now
@@ -42,7 +40,7 @@ import re
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from mcp import MCPError
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -73,42 +71,24 @@ METHODS = frozenset({
     "server/discover", "subscriptions/listen", "tasks/cancel", "tasks/get", "tasks/list", "tasks/result",
     "tools/call", "tools/list",
 })
-FOLD_CHUNK = 100_000  # events counted per read: about 0.1 s on SQLite
 _EVENT_TYPE = re.compile(r"[a-z][a-z_]{0,39}\Z")
 _STATES = {s.value: s for s in State}
 
 
-class LogFold:
-    """Registry-wide counts folded from the event log, up to and including event `seq`."""
+class Figures:
+    """What one scrape read: the registry's counts by state and event, and the ready figures."""
 
-    def __init__(self) -> None:
-        self.seq = 0
-        self.tasks: Tally[State] = Tally()
+    def __init__(self, tasks: Mapping[State, int], counts: Iterable[EventCount], ready: int,
+                 oldest_ready_age: float | None, last_seq: int) -> None:
+        self.tasks: Tally[State] = Tally(tasks)
         self.transitions: Tally[tuple[State, State]] = Tally()
         self.events: Tally[str] = Tally()
-
-    def add(self, counts: Iterable[EventCount]) -> None:
-        """Count more events. A state that cannot be read (a damaged event, which verify reports)
-        leaves that group out of the state figures."""
-        for c in counts:
+        self.ready, self.oldest_ready_age, self.last_seq = ready, oldest_ready_age, last_seq
+        for c in counts:  # a state that cannot be read (a damaged event, which verify reports) is left out
             self.events[c.type if isinstance(c.type, str) and _EVENT_TYPE.match(c.type) else "other"] += c.n
-            if c.to_state is None:
-                continue
-            to, frm = _STATES.get(c.to_state), None if c.from_state is None else _STATES.get(c.from_state)
-            if to is None or (c.from_state is not None and frm is None):
-                continue
-            self.tasks[to] += c.n
-            if frm is not None:
-                self.tasks[frm] -= c.n
+            frm, to = _STATES.get(c.from_state or ""), _STATES.get(c.to_state or "")
+            if frm is not None and to is not None:
                 self.transitions[(frm, to)] += c.n
-
-
-class Figures(NamedTuple):
-    """What one scrape read besides the fold."""
-
-    ready: int
-    oldest_ready_age: float | None
-    last_seq: int
 
 
 class ServerMetrics:
@@ -131,7 +111,6 @@ class ServerMetrics:
         transactions = Histogram("mcp_tasks_store_transaction_duration_seconds", "Store transactions, queueing for a "
                                  "connection included, by kind", ["kind"], buckets=CALL_BUCKETS, registry=r)
         self._transactions = {k: transactions.labels(k) for k in ("read", "write")}
-        self.fold = LogFold()
         self.figures: Figures | None = None  # None: the last scrape could not read the database
         self.follower_seq: int | None = None
         r.register(_RegistryWide(self))
@@ -158,27 +137,17 @@ class ServerMetrics:
 
     # ---- scraping
     async def refresh(self, reg: Registry, follower_seq: int | None) -> None:
-        """Read the ready figures and the log's last seq, then fold the events numbered since the
-        last scrape, at most FOLD_CHUNK per read (a server's first scrape of a long log must not hold
-        a reader for long)."""
+        """Read the registry-wide figures, in one snapshot."""
         self.follower_seq = follower_seq
         await reg.store.settle()
 
         def read(tx: ReadTx) -> Figures:
             now = reg.now(tx)
             oldest = tx.oldest_ready(now)
-            return Figures(tx.count_ready(now), None if oldest is None else max(0.0, now - oldest), tx.last_seq())
+            return Figures(tx.count_by_state(), tx.event_totals(), tx.count_ready(now),
+                           None if oldest is None else max(0.0, now - oldest), tx.last_seq())
 
-        self.figures = figures = await reg.store.read(read)
-        if figures.last_seq < self.fold.seq:  # the log shrank (a backup restored): fold it anew
-            self.fold = LogFold()
-        for lo in range(self.fold.seq, figures.last_seq, FOLD_CHUNK):
-            hi = min(figures.last_seq, lo + FOLD_CHUNK)
-            counts = await reg.store.read(lambda tx: tx.event_counts(lo, hi))  # noqa: B023 - awaited here
-            if self.fold.seq != lo:  # a scrape running alongside this one folded them
-                break
-            self.fold.add(counts)
-            self.fold.seq = hi
+        self.figures = await reg.store.read(read)
 
     async def render(self, reg: Registry | None, follower_seq: int | None, accept: str | None) -> tuple[bytes, str]:
         """The exposition for a scraper that sent `accept`, and its content type. When the database
@@ -199,8 +168,8 @@ def _up(value: int) -> Metric:
 
 
 class _RegistryWide:
-    """Custom collector: the registry-wide families from the fold and the last scrape's figures,
-    and the follower's lag."""
+    """Custom collector: the registry-wide families from the last scrape's figures, and the
+    follower's lag."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
         self.metrics = metrics
@@ -208,38 +177,38 @@ class _RegistryWide:
     def describe(self) -> Iterator[Metric]:
         """Every family, for the registry's check of duplicate names."""
         yield _up(1)
-        yield from self._families(LogFold(), Figures(0, 0.0, 0), 0)
+        yield from self._families(Figures({}, [], 0, 0.0, 0), 0)
 
     def collect(self) -> Iterator[Metric]:
         """The families as of the last refresh."""
         m = self.metrics
         yield _up(0 if m.figures is None else 1)
         if m.figures is not None:
-            yield from self._families(m.fold, m.figures, m.follower_seq)
+            yield from self._families(m.figures, m.follower_seq)
 
     @staticmethod
-    def _families(fold: LogFold, figures: Figures, follower_seq: int | None) -> Iterator[Metric]:
+    def _families(figures: Figures, follower_seq: int | None) -> Iterator[Metric]:
         tasks = GaugeMetricFamily("mcp_tasks_tasks", "Tasks in each state", labels=["state"])
         for s in State:
-            tasks.add_metric([s.value], fold.tasks[s])
+            tasks.add_metric([s.value], figures.tasks[s])
         yield tasks
         yield GaugeMetricFamily("mcp_tasks_ready_tasks", "Tasks claimable now", value=figures.ready)
         if figures.oldest_ready_age is not None:
             yield GaugeMetricFamily("mcp_tasks_oldest_ready_age_seconds", "Age of the oldest claimable task",
                                     value=figures.oldest_ready_age)
         yield GaugeMetricFamily("mcp_tasks_dead_letters", "FAILED tasks: out of retries or not retryable",
-                                value=fold.tasks[State.FAILED])
+                                value=figures.tasks[State.FAILED])
         yield GaugeMetricFamily("mcp_tasks_active_leases", "Tasks held by a running lease (ASSIGNED, ACTIVE)",
-                                value=sum(fold.tasks[s] for s in LEASED_STATES))
+                                value=sum(figures.tasks[s] for s in LEASED_STATES))
         moves = CounterMetricFamily("mcp_tasks_transitions", "State changes", labels=["from_state", "to_state"])
-        for (frm, to), n in sorted(fold.transitions.items()):
+        for (frm, to), n in sorted(figures.transitions.items()):
             moves.add_metric([frm.value, to.value], n)
         yield moves
-        yield CounterMetricFamily("mcp_tasks_lease_expiries", "Leases that ran out", value=fold.events["lease_expired"])
+        yield CounterMetricFamily("mcp_tasks_lease_expiries", "Leases that ran out", value=figures.events["lease_expired"])
         yield CounterMetricFamily("mcp_tasks_retries", "Retries, after a failure and by hand",
-                                  value=fold.events["retried"])
+                                  value=figures.events["retried"])
         events = CounterMetricFamily("mcp_tasks_events", "Events by type", labels=["type"])
-        for kind, n in sorted(fold.events.items()):
+        for kind, n in sorted(figures.events.items()):
             events.add_metric([kind], n)
         yield events
         yield GaugeMetricFamily("mcp_tasks_last_event_seq", "Seq of the newest event in the log",

@@ -74,6 +74,35 @@ class EventCount(NamedTuple):
     n: int
 
 
+class TaskTotal(NamedTuple):
+    """The tasks of one `type`, `assignee` (None: none) and `state`: how many, how many of them no
+    dependency holds back (`unblocked`: unmet_deps 0), the sum of their retry counts, and the usage
+    they reported (`cost_micros`: millionths, each task's cost rounded as floor(cost * 1e6 + 0.5),
+    so that sums are exact)."""
+
+    type: str
+    assignee: str | None
+    state: State
+    tasks: int
+    unblocked: int
+    retries: int
+    tokens: int
+    api_calls: int
+    cost_micros: int
+
+
+class TimeBucket(NamedTuple):
+    """`tasks` DONE tasks of one type or agent (`dimension` 'type' or 'agent', `name`; '' for an
+    agent: none) whose `measure` ('cycle' or 'work' time) falls in log-scale `bucket`
+    (`mcp_tasks.aggregates.bucket_of`)."""
+
+    dimension: str
+    name: str
+    measure: str
+    bucket: int
+    tasks: int
+
+
 class BucketCount(NamedTuple):
     """`n` events of `type` from `from_state` to `to_state` in the time bucket starting at `bucket`."""
 
@@ -154,12 +183,36 @@ class ReadTx(Protocol):
 
     def last_seq(self) -> int: ...
 
-    def event_counts(self, after: int, upto: int) -> list[EventCount]:
-        """Events numbered after `after` up to `upto`, counted by type and by the states they moved
-        between: one grouped range read on the seq index (the metrics' fold of the log)."""
+    # ---- the aggregates: maintained in the transaction of every change (a store keeps them with
+    # triggers on tasks and events), so each read costs the same at any number of tasks and events,
+    # and equals a full count of the rows and events it stands for.
+
+    def event_totals(self) -> list[EventCount]:
+        """Every event in the log (numbered or not), counted by type and by the states it moved between."""
         ...
 
-    def count_by_state(self) -> dict[State, int]: ...
+    def count_by_state(self) -> dict[State, int]:
+        """Tasks by state (states without tasks are absent)."""
+        ...
+
+    def task_totals(self) -> list[TaskTotal]:
+        """The tasks by type, assignee and state, with their retries and usage (groups without
+        tasks are absent)."""
+        ...
+
+    def time_histogram(self) -> list[TimeBucket]:
+        """The cycle and work times of DONE tasks by type and by agent, counted in log-scale
+        buckets (buckets without tasks are absent)."""
+        ...
+
+    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
+        """(event type, actor, holder, count) for 'failed', 'lease_expired' and 'retried' events
+        (holder: the event's data.holder, None when it has none)."""
+        ...
+
+    def agent_states(self) -> list[tuple[str, str, int]]:
+        """(assignee, state as stored, tasks) for every pair present."""
+        ...
 
     def blocked_by_failed(self, limit: int) -> list[tuple[str, str, State]]: ...
 
@@ -178,7 +231,8 @@ class ReadTx(Protocol):
         ...
 
     def count_ready(self, now: float) -> int:
-        """How many tasks are ready (claimable) at `now`."""
+        """How many tasks are ready (claimable) at `now`: the aggregates' PENDING tasks no dependency
+        holds back, less those still in a retry backoff (an index range)."""
         ...
 
     def ready_types(self, now: float, limit: int) -> dict[str, int]:
@@ -188,18 +242,6 @@ class ReadTx(Protocol):
     def pending_outlook(self, now: float) -> tuple[int, int, int]:
         """PENDING tasks that are not ready: (in a retry backoff, waiting for dependencies in
         progress, blocked by a CANCELLED or dead-lettered dependency)."""
-        ...
-
-    def done_rows(self) -> list[dict[str, Any]]:
-        """assignee, type, wait/work/cycle_time, retry_count, usage_* of every DONE task."""
-        ...
-
-    def counts_by_type_state(self) -> list[tuple[str, State, int, int]]:
-        """(type, state, tasks, retries) for every pair present."""
-        ...
-
-    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
-        """(event type, actor, holder, count) for 'failed', 'lease_expired' and 'retried' events."""
         ...
 
     # ---- the board's reads (overview.py): each bounded, each on an index
@@ -229,10 +271,6 @@ class ReadTx(Protocol):
     ) -> list[Event]:
         """Up to `limit` events numbered below `before`, newest first, of task `task_id`, by `actor`
         and of `type` where given."""
-        ...
-
-    def agent_states(self) -> list[tuple[str, str, int]]:
-        """(assignee, state as stored, tasks) for every pair present."""
         ...
 
     def actor_last_seen(self, actor: str) -> float | None:

@@ -9,8 +9,9 @@ then reported as StoreBusy or StoreUnavailable; a connection lost during COMMIT 
 
 The event log is numbered by the sequencer (storage/postgres/sequencer.sql): after this process
 writes, and whenever a reader needs the log in order (`settle`), one pass numbers what has
-committed. Every pass that numbers something announces it with NOTIFY; `watch` LISTENs on a
-connection of its own and wakes this process's followers, reconnecting by itself.
+committed, and moves the aggregates' deltas into their totals. Every pass that numbers something
+announces it with NOTIFY; `watch` LISTENs on a connection of its own and wakes this process's
+followers, reconnecting by itself.
 """
 
 from __future__ import annotations
@@ -319,10 +320,12 @@ class PostgresStore:
         total = 0
         while True:
             def number(tx: PostgresTx) -> int:
-                # Two statements: lock when something waits, then number, move the head and announce.
+                # Lock when something waits, then number, move the head and announce; then move the
+                # aggregates' deltas into their totals (every change that adds deltas adds an event).
                 if tx._execute(self._seq["lock_if_unnumbered"], {"key": SEQUENCER_LOCK}).fetchone() is None:
                     return 0
                 row = tx._execute(self._seq["number_events"], {"limit": NUMBER_BATCH}).fetchone()
+                tx._execute(self._seq["fold_deltas"], {})
                 return 0 if row is None else int(row["n"])
 
             n = self._run(number, True)

@@ -20,6 +20,7 @@ from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
 from .base import (
     BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, RegistrySize, SeqRun, TaskHistory,
+    TaskTotal, TimeBucket,
 )
 from .rows import Row, dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
 
@@ -157,9 +158,27 @@ class SqlTx:
         row = self._row("last_seq")
         return int(row["seq"]) if row and row["seq"] is not None else 0
 
-    def event_counts(self, after: int, upto: int) -> list[EventCount]:
-        rows = self._all("event_counts", {"after": after, "upto": upto})
-        return [EventCount(r["type"], r["from_state"], r["to_state"], int(r["n"])) for r in rows]
+    # ---- the aggregates
+    def event_totals(self) -> list[EventCount]:
+        return [EventCount(r["type"], r["from_state"], r["to_state"], int(r["n"])) for r in self._all("event_totals")]
+
+    def task_totals(self) -> list[TaskTotal]:
+        return [TaskTotal(r["type"], r["assignee"] or None, read_column(r, "state"), int(r["tasks"]), int(r["unblocked"]),
+                          int(r["retries"]), int(r["tokens"]), int(r["api_calls"]), int(r["cost_micros"]))
+                for r in self._all("task_totals")]
+
+    def time_histogram(self) -> list[TimeBucket]:
+        return [TimeBucket(r["dimension"], r["name"], r["measure"], int(r["bucket"]), int(r["tasks"]))
+                for r in self._all("time_histogram")]
+
+    def count_by_state(self) -> dict[State, int]:
+        return {read_column(r, "state"): int(r["n"]) for r in self._all("count_by_state")}
+
+    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
+        return [(r["type"], r["actor"], r["holder"], int(r["n"])) for r in self._all("failure_counts")]
+
+    def agent_states(self) -> list[tuple[str, str, int]]:
+        return [(r["assignee"], str(r["state"]), int(r["n"])) for r in self._all("agent_states")]
 
     # ---- the board's reads
     def dependents_many(self, ids: list[str], limit: int) -> dict[str, list[str]]:
@@ -192,9 +211,6 @@ class SqlTx:
         rows = self._all(name, {"before": before, "task": task_id, "actor": actor, "type": type, "limit": limit})
         return [event_from_row(r) for r in rows]
 
-    def agent_states(self) -> list[tuple[str, str, int]]:
-        return [(r["assignee"], str(r["state"]), int(r["n"])) for r in self._all("agent_states")]
-
     def actor_last_seen(self, actor: str) -> float | None:
         row = self._row("actor_last_seen", {"actor": actor})
         return None if row is None else float(row["at"])
@@ -213,9 +229,6 @@ class SqlTx:
         times = [BucketTimes(float(r["bucket"]), _number(r["wait_time"]), _number(r["work_time"]))
                  for r in self._all("chart_times", p)]
         return counts, times
-
-    def count_by_state(self) -> dict[State, int]:
-        return {read_column(r, "state"): r["n"] for r in self._all("count_by_state")}
 
     def blocked_by_failed(self, limit: int) -> list[tuple[str, str, State]]:
         rows = self._all("blocked_by_failed", {"limit": limit})
@@ -251,16 +264,6 @@ class SqlTx:
     def pending_outlook(self, now: float) -> tuple[int, int, int]:
         row = self._row("pending_outlook", {"now": now})
         return (0, 0, 0) if row is None else (int(row["backoff"]), int(row["waiting"]), int(row["blocked"]))
-
-    def done_rows(self) -> list[dict[str, Any]]:
-        return list(readable(self._all("done_rows"), _done_row))
-
-    def counts_by_type_state(self) -> list[tuple[str, State, int, int]]:
-        rows = self._all("counts_by_type_state")
-        return [(r["type"], read_column(r, "state"), int(r["n"]), int(r["retries"] or 0)) for r in rows]
-
-    def failure_counts(self) -> list[tuple[str, str, str | None, int]]:
-        return [(r["type"], r["actor"], r["holder"], int(r["n"])) for r in self._all("failure_counts")]
 
     # ---- writes
     def next_ready(self, now: float, caps: list[str] | None, tags: list[str] | None) -> Task | None:
@@ -466,10 +469,6 @@ def _summary(r: Row) -> tuple[TaskSummary, ReadyKey]:
         created_at=r["created_at"], retry_count=r["retry_count"], has_checkpoint=bool(r["has_checkpoint"]),
     )
     return summary, (r["priority"], r["created_at"], r["num"])
-
-
-def _done_row(r: Row) -> dict[str, Any]:
-    return {k: read_column(r, k, r["id"]) for k in r.keys()}
 
 
 def _number(value: Any) -> float | None:

@@ -15,6 +15,7 @@ it is opened for writing. Any other SQLite file is refused and never changed.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import sqlite3
 import time
@@ -250,11 +251,11 @@ def connect(path: str, *, read_only: bool, timeout: float, probe: bool = False) 
     """
     kwargs: dict[str, Any] = dict(timeout=timeout, isolation_level=None, check_same_thread=False, cached_statements=256)
     if path == ":memory:":
-        return sqlite3.connect(path, **kwargs)
+        return with_math(sqlite3.connect(path, **kwargs))
     p = Path(os.path.abspath(path))
     uri = p.as_uri()
     if not read_only:
-        return sqlite3.connect(uri + "?mode=rw", uri=True, **kwargs)
+        return with_math(sqlite3.connect(uri + "?mode=rw", uri=True, **kwargs))
     immutable = not _side(p, "-wal").exists() and _is_wal(p) and (probe or not _dir_writable(p))
     conn = sqlite3.connect(uri + ("?mode=ro&immutable=1" if immutable else "?mode=ro"), uri=True, **kwargs)
     try:
@@ -264,6 +265,25 @@ def connect(path: str, *, read_only: bool, timeout: float, probe: bool = False) 
         if immutable or (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_CANTOPEN:
             raise
         conn = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, **kwargs)  # -wal there, -shm impossible
+    return conn
+
+
+def _ln(x: Any) -> float | None:
+    return math.log(x) if isinstance(x, (int, float)) and x > 0 else None
+
+
+def _floor(x: Any) -> int | None:
+    return math.floor(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def with_math(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """`conn`, with ln() and floor() (the aggregates' triggers use them) supplied where this SQLite
+    was built without its math functions."""
+    try:
+        conn.execute("SELECT ln(2.0), floor(2.5)")
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, _ln, deterministic=True)
+        conn.create_function("floor", 1, _floor, deterministic=True)
     return conn
 
 

@@ -148,12 +148,12 @@ SELECT * FROM events WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s;
 -- name: last_seq
 SELECT seq FROM event_head;
 
--- name: event_counts
--- Events numbered after `after` up to `upto`, by type and the states they moved between:
--- the metrics' fold of the log reads only what was added since its last read.
-SELECT type, from_state, to_state, COUNT(*) AS n FROM events
-WHERE seq > %(after)s AND seq <= %(upto)s
-GROUP BY type, from_state, to_state;
+-- name: event_totals
+-- Every event counted by type and the states it moved between, from the aggregates.
+SELECT type, NULLIF(from_state, '') AS from_state, NULLIF(to_state, '') AS to_state, SUM(events)::bigint AS n
+FROM (SELECT type, from_state, to_state, actor, holder, events FROM event_totals
+      UNION ALL SELECT type, from_state, to_state, actor, holder, events FROM event_deltas) x
+GROUP BY type, from_state, to_state HAVING SUM(events) > 0;
 
 -- name: events_of_tasks
 -- Every committed event of the tasks, numbered or not, in the order they were written.
@@ -176,7 +176,10 @@ ORDER BY created_at DESC, num DESC
 LIMIT %(limit)s;
 
 -- name: count_by_state
-SELECT state, COUNT(*) AS n FROM tasks GROUP BY state;
+-- Tasks by state, from the aggregates (schema.sql: totals and the deltas not yet moved).
+SELECT state, SUM(tasks)::bigint AS n
+FROM (SELECT state, tasks FROM task_totals UNION ALL SELECT state, tasks FROM task_deltas) x
+GROUP BY state HAVING SUM(tasks) > 0;
 
 -- name: blocked_by_failed
 SELECT d.task_id AS id, d.depends_on AS dep, x.state AS dep_state
@@ -257,21 +260,36 @@ ORDER BY 1, 2;
 SELECT * FROM tasks WHERE state = %(state)s ORDER BY updated_at DESC LIMIT %(limit)s;
 
 -- name: oldest_ready
-SELECT MIN(created_at) AS created_at FROM tasks
-WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= %(now)s);
+-- The oldest ready task of each priority (the first of each in the ready index that is not in a
+-- retry backoff), then the oldest of those: ten short index reads, however long the queue.
+SELECT MIN(oldest) AS created_at FROM generate_series(1, 10) AS p (priority), LATERAL (
+    SELECT created_at AS oldest FROM tasks
+    WHERE state = 'PENDING' AND unmet_deps = 0 AND priority = p.priority
+      AND (not_before IS NULL OR not_before <= %(now)s)
+    ORDER BY priority DESC, created_at LIMIT 1) o;
 
--- name: done_rows
-SELECT id, assignee, type, wait_time, work_time, cycle_time, retry_count,
-       usage_tokens, usage_api_calls, usage_cost
-FROM tasks WHERE state = 'DONE';
+-- name: task_totals
+-- Tasks by type, assignee and state: how many, retries and usage (the aggregates).
+SELECT type, assignee, state, SUM(tasks)::bigint AS tasks, SUM(unblocked)::bigint AS unblocked,
+       SUM(retries)::bigint AS retries, SUM(tokens)::bigint AS tokens, SUM(api_calls)::bigint AS api_calls,
+       SUM(cost_micros)::bigint AS cost_micros
+FROM (SELECT type, assignee, state, tasks, unblocked, retries, tokens, api_calls, cost_micros FROM task_totals
+      UNION ALL
+      SELECT type, assignee, state, tasks, unblocked, retries, tokens, api_calls, cost_micros FROM task_deltas) x
+GROUP BY type, assignee, state HAVING SUM(tasks) > 0;
 
--- name: counts_by_type_state
-SELECT type, state, COUNT(*) AS n, SUM(retry_count) AS retries FROM tasks GROUP BY type, state;
+-- name: time_histogram
+-- DONE tasks' cycle and work times by type and by agent, in log-scale buckets (the aggregates).
+SELECT dimension, name, measure, bucket, SUM(tasks)::bigint AS tasks
+FROM (SELECT dimension, name, measure, bucket, tasks FROM time_histogram
+      UNION ALL SELECT dimension, name, measure, bucket, tasks FROM time_deltas) x
+GROUP BY dimension, name, measure, bucket HAVING SUM(tasks) > 0;
 
 -- name: failure_counts
-SELECT type, actor, data ->> 'holder' AS holder, COUNT(*) AS n
-FROM events WHERE type IN ('failed', 'lease_expired', 'retried')
-GROUP BY type, actor, holder;
+SELECT type, actor, NULLIF(holder, '') AS holder, SUM(events)::bigint AS n
+FROM (SELECT type, from_state, to_state, actor, holder, events FROM event_totals
+      UNION ALL SELECT type, from_state, to_state, actor, holder, events FROM event_deltas) x
+WHERE type IN ('failed', 'lease_expired', 'retried') GROUP BY type, actor, holder HAVING SUM(events) > 0;
 
 -- name: assignees_with_prefix
 SELECT DISTINCT assignee FROM tasks
@@ -283,8 +301,11 @@ SELECT MIN(not_before) AS at FROM tasks
 WHERE state = 'PENDING' AND unmet_deps = 0 AND not_before > %(now)s;
 
 -- name: count_ready
-SELECT COUNT(*) AS n FROM tasks
-WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= %(now)s);
+-- PENDING tasks no dependency holds back (the aggregates), less those still in a retry backoff.
+SELECT COALESCE((SELECT SUM(unblocked) FROM task_totals WHERE state = 'PENDING'), 0)
+     + COALESCE((SELECT SUM(unblocked) FROM task_deltas WHERE state = 'PENDING'), 0)
+     - (SELECT COUNT(*) FROM tasks
+        WHERE state = 'PENDING' AND not_before IS NOT NULL AND not_before > %(now)s AND unmet_deps = 0) AS n;
 
 -- name: ready_types
 -- Ready tasks by type, counting at most :limit of them (why a filtered claim found nothing).
@@ -432,9 +453,10 @@ WHERE actor = %(actor)s AND seq < %(before)s AND (%(type)s::text IS NULL OR type
 ORDER BY seq DESC LIMIT %(limit)s;
 
 -- name: agent_states
--- Tasks by holder (or last holder) and state.
-SELECT assignee, state, COUNT(*) AS n FROM tasks WHERE assignee IS NOT NULL
-GROUP BY assignee, state;
+-- Tasks by holder (or last holder) and state, from the aggregates.
+SELECT assignee, state, SUM(tasks)::bigint AS n
+FROM (SELECT assignee, state, tasks FROM task_totals UNION ALL SELECT assignee, state, tasks FROM task_deltas) x
+WHERE assignee <> '' GROUP BY assignee, state HAVING SUM(tasks) > 0;
 
 -- name: actor_last_seen
 SELECT at FROM events WHERE actor = %(actor)s AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1;

@@ -36,6 +36,37 @@ WITH pending AS (
 SELECT (SELECT n FROM counted) AS n, (SELECT seq FROM head) AS head,
        CASE WHEN (SELECT n FROM counted) > 0 THEN pg_notify('mcp_tasks', 'numbered') END AS announced;
 
+-- name: fold_deltas
+-- Moves the aggregates' deltas (schema.sql) that have committed into their totals, in one
+-- statement, under the sequencer's lock: only this pass ever updates a totals row, so writers never
+-- wait for one. Readers see the deltas before or after the move, never both (one transaction).
+WITH tasks_moved AS (
+    DELETE FROM task_deltas RETURNING *
+), tasks_added AS (
+    INSERT INTO task_totals AS t (type, assignee, state, tasks, unblocked, retries, tokens, api_calls, cost_micros)
+    SELECT type, assignee, state, SUM(tasks), SUM(unblocked), SUM(retries), SUM(tokens), SUM(api_calls),
+           SUM(cost_micros)
+    FROM tasks_moved GROUP BY type, assignee, state
+    ON CONFLICT (type, assignee, state) DO UPDATE SET tasks = t.tasks + excluded.tasks,
+        unblocked = t.unblocked + excluded.unblocked, retries = t.retries + excluded.retries, tokens = t.tokens + excluded.tokens,
+        api_calls = t.api_calls + excluded.api_calls, cost_micros = t.cost_micros + excluded.cost_micros
+), times_moved AS (
+    DELETE FROM time_deltas RETURNING *
+), times_added AS (
+    INSERT INTO time_histogram AS h (dimension, name, measure, bucket, tasks)
+    SELECT dimension, name, measure, bucket, SUM(tasks) FROM times_moved GROUP BY dimension, name, measure, bucket
+    ON CONFLICT (dimension, name, measure, bucket) DO UPDATE SET tasks = h.tasks + excluded.tasks
+), events_moved AS (
+    DELETE FROM event_deltas RETURNING *
+), events_added AS (
+    INSERT INTO event_totals AS e (type, from_state, to_state, actor, holder, events)
+    SELECT type, from_state, to_state, actor, holder, SUM(events) FROM events_moved
+    GROUP BY type, from_state, to_state, actor, holder
+    ON CONFLICT (type, from_state, to_state, actor, holder) DO UPDATE SET events = e.events + excluded.events
+)
+SELECT (SELECT COUNT(*) FROM tasks_moved) + (SELECT COUNT(*) FROM times_moved) + (SELECT COUNT(*) FROM events_moved)
+    AS n;
+
 -- name: listen
 LISTEN mcp_tasks;
 

@@ -137,12 +137,10 @@ SELECT * FROM events WHERE seq > :after ORDER BY seq LIMIT :limit;
 -- name: last_seq
 SELECT COALESCE(MAX(seq), 0) AS seq FROM events;
 
--- name: event_counts
--- Events numbered after `after` up to `upto`, by type and the states they moved between:
--- the metrics' fold of the log reads only what was added since its last read.
-SELECT type, from_state, to_state, COUNT(*) AS n FROM events
-WHERE seq > :after AND seq <= :upto
-GROUP BY type, from_state, to_state;
+-- name: event_totals
+-- Every event counted by type and the states it moved between, from the aggregates.
+SELECT type, NULLIF(from_state, '') AS from_state, NULLIF(to_state, '') AS to_state, SUM(events) AS n
+FROM event_totals GROUP BY type, from_state, to_state HAVING SUM(events) > 0;
 
 -- name: events_of_tasks
 SELECT * FROM events WHERE task_id IN (SELECT value FROM json_each(:ids)) ORDER BY task_id, seq;
@@ -164,7 +162,8 @@ ORDER BY created_at DESC, num DESC
 LIMIT :limit;
 
 -- name: count_by_state
-SELECT state, COUNT(*) AS n FROM tasks GROUP BY state;
+-- Tasks by state, from the aggregates (maintained by triggers, see schema.sql).
+SELECT state, SUM(tasks) AS n FROM task_totals GROUP BY state HAVING SUM(tasks) > 0;
 
 -- name: blocked_by_failed
 SELECT d.task_id AS id, d.depends_on AS dep, x.state AS dep_state
@@ -225,21 +224,27 @@ ORDER BY type, name;
 SELECT * FROM tasks WHERE state = :state ORDER BY updated_at DESC LIMIT :limit;
 
 -- name: oldest_ready
-SELECT MIN(created_at) AS created_at FROM tasks INDEXED BY tasks_ready
-WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= :now);
+-- The oldest ready task of each priority (the first of each in the ready index that is not in a
+-- retry backoff), then the oldest of those: ten short index reads, however long the queue.
+WITH RECURSIVE p (priority) AS (SELECT 1 UNION ALL SELECT priority + 1 FROM p WHERE priority < 10)
+SELECT MIN((SELECT created_at FROM tasks INDEXED BY tasks_ready
+            WHERE state = 'PENDING' AND unmet_deps = 0 AND priority = p.priority
+              AND (not_before IS NULL OR not_before <= :now)
+            ORDER BY priority DESC, created_at LIMIT 1)) AS created_at
+FROM p;
 
--- name: done_rows
-SELECT id, assignee, type, wait_time, work_time, cycle_time, retry_count,
-       usage_tokens, usage_api_calls, usage_cost
-FROM tasks WHERE state = 'DONE';
+-- name: task_totals
+-- Tasks by type, assignee and state: how many, retries and usage (the aggregates).
+SELECT type, assignee, state, tasks, unblocked, retries, tokens, api_calls, cost_micros FROM task_totals
+WHERE tasks > 0;
 
--- name: counts_by_type_state
-SELECT type, state, COUNT(*) AS n, SUM(retry_count) AS retries FROM tasks GROUP BY type, state;
+-- name: time_histogram
+-- DONE tasks' cycle and work times by type and by agent, in log-scale buckets (the aggregates).
+SELECT dimension, name, measure, bucket, tasks FROM time_histogram WHERE tasks > 0;
 
 -- name: failure_counts
-SELECT type, actor, json_extract(data, '$.holder') AS holder, COUNT(*) AS n
-FROM events WHERE type IN ('failed', 'lease_expired', 'retried')
-GROUP BY type, actor, holder;
+SELECT type, actor, NULLIF(holder, '') AS holder, SUM(events) AS n FROM event_totals
+WHERE type IN ('failed', 'lease_expired', 'retried') GROUP BY type, actor, holder HAVING SUM(events) > 0;
 
 -- name: assignees_with_prefix
 SELECT DISTINCT assignee FROM tasks INDEXED BY tasks_assignee
@@ -251,8 +256,10 @@ SELECT MIN(not_before) AS at FROM tasks INDEXED BY tasks_ready
 WHERE state = 'PENDING' AND unmet_deps = 0 AND not_before > :now;
 
 -- name: count_ready
-SELECT COUNT(*) AS n FROM tasks INDEXED BY tasks_ready
-WHERE state = 'PENDING' AND unmet_deps = 0 AND (not_before IS NULL OR not_before <= :now);
+-- PENDING tasks no dependency holds back (the aggregates), less those still in a retry backoff.
+SELECT COALESCE((SELECT SUM(unblocked) FROM task_totals WHERE state = 'PENDING'), 0)
+     - (SELECT COUNT(*) FROM tasks INDEXED BY tasks_backoff
+        WHERE state = 'PENDING' AND not_before IS NOT NULL AND not_before > :now AND unmet_deps = 0) AS n;
 
 -- name: ready_types
 -- Ready tasks by type, counting at most :limit of them (why a filtered claim found nothing).
@@ -397,9 +404,9 @@ WHERE actor = :actor AND seq < :before AND (:type IS NULL OR type = :type)
 ORDER BY seq DESC LIMIT :limit;
 
 -- name: agent_states
--- Tasks by holder (or last holder) and state.
-SELECT assignee, state, COUNT(*) AS n FROM tasks WHERE assignee IS NOT NULL
-GROUP BY assignee, state;
+-- Tasks by holder (or last holder) and state, from the aggregates.
+SELECT assignee, state, SUM(tasks) AS n FROM task_totals WHERE assignee <> ''
+GROUP BY assignee, state HAVING SUM(tasks) > 0;
 
 -- name: actor_last_seen
 SELECT at FROM events INDEXED BY events_actor WHERE actor = :actor ORDER BY seq DESC LIMIT 1;
