@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SHELLS = ("bash", "zsh", "fish")
+TASK_ID_ARGUMENTS = ("task_id", "task_ids")
+# The newest task ids, asked of the database named on the command line (bash, zsh) or by
+# MCP_TASKS_DB (fish) each time they are completed: one short run of mcp-tasks.
+IDS = "list --ids -n 100"
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Command:
     subcommands: dict[str, str] = field(default_factory=dict)  # name -> help
     options: list[Option] = field(default_factory=list)
     words: list[str] = field(default_factory=list)  # the values its positional arguments allow
+    task_ids: bool = False  # whether a positional argument names tasks (offered from `list --ids`)
 
 
 def commands(parser: argparse.ArgumentParser, path: str = "") -> list[Command]:
@@ -45,6 +50,8 @@ def commands(parser: argparse.ArgumentParser, path: str = "") -> list[Command]:
             here.options.append(Option(list(action.option_strings), action.nargs != 0, choices, action.help or ""))
         elif not action.option_strings and action.choices is not None:
             here.words += [str(c) for c in action.choices]
+        elif not action.option_strings and action.dest in TASK_ID_ARGUMENTS:
+            here.task_ids = True
     found = [here]
     for child, child_path in nested:
         found += commands(child, child_path)
@@ -71,6 +78,7 @@ def bash(parser: argparse.ArgumentParser) -> str:
     cmds = commands(parser)
     subs = [([c.path], f'echo "{" ".join(c.subcommands)}"') for c in cmds if c.subcommands]
     words = [([c.path], f'echo "{" ".join(c.words)}"') for c in cmds if c.words]
+    ids = [([c.path for c in cmds if c.task_ids], "return 0")]
     opts = [([c.path], f'echo "{" ".join(f for o in c.options for f in o.flags)}"') for c in cmds]
     values: list[tuple[list[str], str]] = []
     for c in cmds:
@@ -88,15 +96,20 @@ _mcp_tasks_options() {{
 _mcp_tasks_words() {{
 {_case(words)}
 }}
+# Succeeds for the commands whose arguments are task ids.
+_mcp_tasks_takes_ids() {{
+{_case(ids, "return 1")}
+}}
 # The values an option takes ("?" for any: files are offered); fails for options without a value.
 _mcp_tasks_values() {{
 {_case(values, "return 1")}
 }}
 _mcp_tasks() {{
-    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="" path="" word values i skip=0
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="" path="" word values i skip=0 db=""
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${{COMP_WORDS[i]}}"
         if ((skip)); then skip=0; continue; fi
+        if [[ $word == --db ]]; then db="${{COMP_WORDS[i+1]}}"; fi
         if [[ $word == -* ]]; then
             if [[ $word != *=* ]] && _mcp_tasks_values "${{path:+$path }}$word" >/dev/null; then skip=1; fi
             continue
@@ -110,6 +123,8 @@ _mcp_tasks() {{
         COMPREPLY=($(compgen -W "$(_mcp_tasks_options "$path")" -- "$cur"))
     elif values="$(_mcp_tasks_subcommands "$path") $(_mcp_tasks_words "$path")" && [[ -n ${{values// }} ]]; then
         COMPREPLY=($(compgen -W "$values" -- "$cur"))
+    elif _mcp_tasks_takes_ids "$path"; then
+        COMPREPLY=($(compgen -W "$("${{COMP_WORDS[0]}}" ${{db:+--db "$db"}} {IDS} 2>/dev/null)" -- "$cur"))
     else
         COMPREPLY=($(compgen -f -- "$cur"))
     fi
@@ -170,6 +185,8 @@ def fish(parser: argparse.ArgumentParser) -> str:
             lines.append(f"complete -c mcp-tasks -f {when} -a {name} -d {_fish_quote(text)}")
         if c.words:
             lines.append(f"complete -c mcp-tasks -f {when} -a {_fish_quote(' '.join(c.words))}")
+        if c.task_ids:
+            lines.append(f"complete -c mcp-tasks -f {when} -a {_fish_quote(f'(mcp-tasks {IDS} 2>/dev/null)')}")
         for o in c.options:
             flags = " ".join(f"-l {f[2:]}" if f.startswith("--") else f"-s {f[1:]}" for f in o.flags)
             value = (f" -xa {_fish_quote(' '.join(o.choices))}" if o.choices else " -r") if o.takes_value else ""

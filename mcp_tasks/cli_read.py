@@ -78,11 +78,14 @@ async def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _pages(reg: Registry, args: argparse.Namespace) -> AsyncIterator[tuple[list[Any], str | None, Any]]:
+Total = tuple[int, bool]  # matching tasks counted up to overview.COUNT_CAP, and whether there are more
+
+
+async def _pages(reg: Registry, args: argparse.Namespace) -> AsyncIterator[tuple[list[Any], str | None, Total | None]]:
     """(items, next cursor, total) per page of `list`, from --cursor on; one page unless --all.
     The total (None for --ready) is counted with the first page."""
     cursor = args.cursor
-    total: Any = None
+    total: Total | None = None
     items: list[Any]
     while True:
         if args.ready:
@@ -114,6 +117,9 @@ async def cmd_list(args: argparse.Namespace) -> int:
     shown, first = 0, True
     async with open_registry(args) as reg:
         async for items, cursor, total in _pages(reg, args):
+            if args.ids:
+                print("\n".join(t.id for t in items))
+                return 0
             if args.json and args.all:
                 for item in items:
                     print_json(item, line=True)
@@ -133,13 +139,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 break
     if args.json:
         return 0
-    what = "ready tasks" if args.ready else "tasks"
+    what = "ready task" if args.ready else "task"
     if not shown:
-        print(f"no {what}")
+        print(f"no {what}s")
     elif total is not None:
-        print(f"{shown} of {'more than ' if total[1] else ''}{total[0]:,} {what}")
+        print(f"{shown} of {'more than ' if total[1] else ''}{total[0]:,} {what}{'s' if total[0] != 1 else ''}")
     else:
-        print(f"{shown} {what}")
+        print(f"{shown} {what}{'s' if shown != 1 else ''}")
     if cursor and not args.all:
         print(f"more: --cursor {cursor} (or --all)")
     return 0
@@ -295,6 +301,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, output: argparse.Argu
     pages = s.add_mutually_exclusive_group()
     pages.add_argument("--cursor", help="continue after the page that printed this cursor")
     pages.add_argument("--all", action="store_true", help="every page, printed as it is read")
+    s.add_argument("--ids", action="store_true", help=argparse.SUPPRESS)  # one page of ids, for shell completion
     s.set_defaults(run=cmd_list, reads=True)
 
     s = sub.add_parser("show", parents=both, help="one task, why it is (not) ready, and its events")

@@ -5,8 +5,11 @@ the test set-up: where they are installed, their own syntax check runs too."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -23,22 +26,29 @@ ask mcp-tasks --db x.db list --state ''
 ask mcp-tasks --db x.db token ''
 ask mcp-tasks token create --role ''
 ask mcp-tasks completion ''
+ask mcp-tasks --db "$DB" show ''
 """
 
 
-def test_bash_completion_offers_commands_options_and_their_values(capsys):
+def test_bash_completion_offers_commands_options_and_their_values(capsys, tmp_path):
+    """Also the task ids of the database named on the command line, for commands that take them."""
+    db = str(tmp_path / "tasks.db")
+    assert main(["add", "Completed by id", "--db", db, "--json"]) == 0
+    tid = json.loads(capsys.readouterr().out)["ids"][0]
     assert main(["completion", "bash"]) == 0
     script = capsys.readouterr().out
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
-    done = subprocess.run(["bash", "-c", script + ASK], capture_output=True, text=True)
+    env = {**os.environ, "DB": db, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    done = subprocess.run(["bash", "-c", script + ASK], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    top, prefix, option, states, token, roles, shells = done.stdout.splitlines()
+    top, prefix, option, states, token, roles, shells, ids = done.stdout.splitlines()
     assert {"init", "add", "list", "edit", "release", "token", "completion"} <= set(top.split())
     assert prefix == "list" and option == "--state"
     assert states.split() == [s.value for s in State]
     assert token.split() == ["create", "list", "revoke", "history"]
     assert roles.split() == ["viewer", "agent", "planner", "admin"]
     assert shells.split() == ["bash", "zsh", "fish"]
+    assert ids == tid
 
 
 def test_zsh_completion_is_the_bash_one_through_bashcompinit():
