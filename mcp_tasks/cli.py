@@ -13,12 +13,9 @@ import sys
 from typing import Any, Callable
 
 from . import __version__, cli_completion, cli_people, cli_read, cli_serve, cli_tokens
-from .cli_options import Parser, add_global_options, bounded, open_registry, shared_parents
+from .cli_options import Parser, add_global_options, bounded, shared_parents
 from .config import ConfigError
 from .errors import StoreError, TaskError
-
-__all__ = ["build_parser", "main", "open_registry"]
-
 
 async def cmd_demo(args: argparse.Namespace) -> int:
     from .harness.demo import run
