@@ -20,6 +20,7 @@ from typing import Any, Callable
 from . import backups, config
 from .backups import Report, checked, opened
 from .config import ConfigError
+from .display import print_json
 from .errors import InvalidInput
 from .stores import make_store
 from .transfer import DEBOUNCE_CAP, Summary, export, export_to_file, follow_export, import_file
@@ -33,7 +34,7 @@ def _summary_doc(action: str, source: str, target: str, summary: Summary, second
 def _said(doc: dict[str, Any], as_json: bool, text: str, problems: list[str] | None = None) -> int:
     """Print what was done (the JSON document, or `text` and each problem); 1 when there are problems."""
     if as_json:
-        print(json.dumps(doc, ensure_ascii=False))
+        print_json(doc)
     else:
         print(text)
         for problem in problems or []:
@@ -126,37 +127,31 @@ async def cmd_restore(args: argparse.Namespace) -> int:
     return _report(report, args.json, f"restored {report.source} into {report.target} ({what})")
 
 
-JSON_HELP = "print one JSON document saying what was done (counts, last seq, paths, seconds)"
-
-
-def add_parser(sub: Any, common: argparse.ArgumentParser, bounded: Callable[..., Any]) -> None:
-    """`export`, `import`, `copy`, `backup` and `restore`."""
-    s = sub.add_parser("export", parents=[common], help="write the whole registry as JSON Lines (stdout or -o FILE)")
+def add_parser(sub: Any, common: argparse.ArgumentParser, output: argparse.ArgumentParser,
+               bounded: Callable[..., Any]) -> None:
+    """`export`, `import`, `copy`, `backup` and `restore`; `--json` (from `output`) prints one JSON document
+    saying what was done (counts, last seq, paths, seconds)."""
+    s = sub.add_parser("export", parents=[common, output], help="write the whole registry as JSON Lines (stdout or -o FILE)")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE, atomically (default: stdout)")
     s.add_argument("--follow", action="store_true",
                    help="keep FILE up to date as events arrive, until interrupted (needs -o)")
     s.add_argument("--debounce", type=bounded(float, 0.05, 3600), default=1.0, metavar="SECONDS",
                    help=f"--follow: write once the log has been quiet this long, or {DEBOUNCE_CAP}x this long "
                         "under constant change (default 1)")
-    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_export)
 
-    s = sub.add_parser("import", parents=[common], help="load an export into an empty registry, then verify")
+    s = sub.add_parser("import", parents=[common, output], help="load an export into an empty registry, then verify")
     s.add_argument("file", metavar="FILE")
-    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_import)
 
-    s = sub.add_parser("copy", parents=[common], help="copy the whole registry into an empty one (SQLite <-> PostgreSQL)")
+    s = sub.add_parser("copy", parents=[common, output], help="copy the whole registry into an empty one (SQLite <-> PostgreSQL)")
     s.add_argument("--to", required=True, metavar="DST", help="the target: a SQLite file or postgresql:// URL")
-    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_copy)
 
-    s = sub.add_parser("backup", parents=[common], help="a consistent online backup to a new file, checked")
+    s = sub.add_parser("backup", parents=[common, output], help="a consistent online backup to a new file, checked")
     s.add_argument("dest", metavar="DEST")
-    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_backup)
 
-    s = sub.add_parser("restore", parents=[common], help="restore a backup or export into an empty registry")
+    s = sub.add_parser("restore", parents=[common, output], help="restore a backup or export into an empty registry")
     s.add_argument("src", metavar="SRC")
-    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(run=cmd_restore)

@@ -164,14 +164,15 @@ class Overviews(Reads):
     async def search(
         self, *, state: str | None = None, agent: str | None = None, type: str | None = None,
         tag: str | None = None, text: str | None = None, cursor: str | None = None, limit: int = 50,
+        types: list[str] | None = None,
     ) -> SearchView:
-        """Tasks matching every filter given, newest first, with their number."""
-        page = await self.find(state=state, assignee=agent, tag=tag, text=text, types=[type] if type else None,
-                               limit=limit, cursor=cursor)
+        """Tasks matching every filter given, newest first, with their number; `types` (any of
+        them) instead of one `type`."""
+        kinds = types or ([type] if type else None)
+        page = await self.find(state=state, assignee=agent, tag=tag, text=text, types=kinds, limit=limit, cursor=cursor)
         st = State(state.upper()) if state else None
         who = None if agent is None else limits.agent(agent, "agent")
-        total = await self.store.read(lambda tx: tx.count_tasks(st, who, tag, text or None, [type] if type else None,
-                                                                COUNT_CAP + 1))
+        total = await self.store.read(lambda tx: tx.count_tasks(st, who, tag, text or None, kinds, COUNT_CAP + 1))
         return SearchView(tasks=page.items, total=min(total, COUNT_CAP), capped=total > COUNT_CAP,
                           next_cursor=page.next_cursor)
 

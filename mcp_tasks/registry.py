@@ -239,14 +239,16 @@ class Registry(Overviews):
         self, task_id: str, reason: str, *, expected_version: int | None = None,
         actor: str | Caller | None = None, request_id: str | None = None,
     ) -> Task:
-        """Cancel work that is not running (BACKLOG, PENDING, ASSIGNED, PAUSED, FAILED)."""
+        """Cancel work (BACKLOG, PENDING, ASSIGNED, FAILED); work its holder has started (ACTIVE,
+        PAUSED) only as admin ("cancel_held"): the holder's next call is refused with the reason."""
         tid = limits.task_id("task_id", task_id)
-        why = limits.text("reason", reason, limits.MAX_TEXT, required=True)
+        why = limits.text("reason", reason, limits.MAX_TEXT, required=True) or ""
         if expected_version is not None:
             limits.integer("expected_version", expected_version, 1, 2**62)
         return await self._write(
             "cancel", actor, request_id, {"id": tid, "reason": why, "v": expected_version},
-            lambda t: T.cancel(t, tid, why, expected_version), Task.model_validate,  # type: ignore[arg-type]
+            lambda t: T.cancel(t, tid, why, expected_version, lambda: self.authorize(actor, "cancel_held")),
+            Task.model_validate,
         )
 
     @requires("retry")

@@ -68,6 +68,7 @@ EXTENSION_EDGES: tuple[Edge, ...] = (
     Edge(R, AC, "review", "changes requested; back to the assignee"),
     Edge(B, C, "cancel"),
     Edge(F, C, "cancel"),
+    Edge(AC, C, "cancel", "by an admin, to stop running work; the holder's next call hears why"),
 )
 
 EDGES: tuple[Edge, ...] = SOURCE_EDGES + EXTENSION_EDGES
@@ -88,6 +89,8 @@ STATE_BOUND_ACTIONS: dict[str, frozenset[State]] = {
     "checkpoint": frozenset({State.ACTIVE}),
     "update_task": frozenset(set(State) - TERMINAL_STATES),
 }
+# Cancelling work its holder has started needs the operation "cancel_held" (admin) besides "cancel".
+CANCEL_HELD_STATES = frozenset({State.ACTIVE, State.PAUSED})
 # Dependencies may be rewired only while the task has not started.
 DEPENDENCY_EDIT_STATES = frozenset({State.BACKLOG, State.PENDING, State.FAILED})
 
@@ -183,7 +186,7 @@ ROLE_NEEDED: dict[str, Role] = {
     **dict.fromkeys(("claim", "start", "checkpoint", "complete", "fail", "pause", "resume", "release",
                      "create_tasks"), Role.AGENT),
     **dict.fromkeys(("update_task", "schedule", "cancel", "retry", "review"), Role.PLANNER),
-    **dict.fromkeys(("force_release", "manage_tokens"), Role.ADMIN),
+    **dict.fromkeys(("force_release", "cancel_held", "manage_tokens"), Role.ADMIN),
 }
 
 ROLE_DUTIES: dict[Role, str] = {
@@ -191,7 +194,7 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.AGENT: "+ claim and work its own leases (start, checkpoint, complete, fail, pause, resume, release), "
                 "create tasks",
     Role.PLANNER: "+ update, schedule, cancel, retry, review",
-    Role.ADMIN: "+ force-release held work, manage tokens",
+    Role.ADMIN: "+ force-release held work, cancel started (ACTIVE or PAUSED) work, manage tokens",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
@@ -26,6 +26,7 @@ from .ids import lease_hash, new_lease_token
 from .models import Claim, Task, Usage
 from .rules import Policy, append_error, backoff, done_times, error_entry, readiness
 from .states import (
+    CANCEL_HELD_STATES,
     HELD_STATES,
     LEASED_STATES,
     STATE_BOUND_ACTIONS,
@@ -52,12 +53,15 @@ REPEATED_INTO: dict[str, tuple[State, ...]] = {
 
 def _ended(task: Task) -> str:
     """Why a late call by the task's ended lease is refused, and what to do instead."""
+    cancelled = "the task was cancelled"
+    if task.error_log and task.error_log[-1].get("cancelled"):  # started work, cancelled by an admin
+        cancelled = task.error_log[-1]["error"]
     how = {
         COMPLETED: f"you completed it; it is {task.state.value} now, so there is nothing more to do with it",
         FAILED: f"it was failed with that lease; it is {task.state.value} now",
         RELEASED: f"it was released; it is {task.state.value} now",
         EXPIRED: f"it expired without a heartbeat and the task went back to the queue; it is {task.state.value} now",
-        CANCELLED: "the task was cancelled",
+        CANCELLED: cancelled,
         FORCED: f"an admin took the task back from you; it is {task.state.value} now",
     }.get(task.lease_end or "", f"it ended ({task.lease_end})")
     return f"your lease on {task.id} has ended: {how}. Stop working on it; claim again for more work"
@@ -389,11 +393,18 @@ def review(t: Tx, task_id: str, approve: bool, comment: str | None) -> Task:
     return t.change(approved, State.DONE, "completed", fields)
 
 
-def cancel(t: Tx, task_id: str, reason: str, expected_version: int | None) -> Task:
+def cancel(t: Tx, task_id: str, reason: str, expected_version: int | None, authorize_held: Callable[[], object]) -> Task:
+    """Cancel the task; `authorize_held()` refuses a caller who may not cancel work its holder has
+    started (CANCEL_HELD_STATES). The holder's next call hears who cancelled it and why."""
     task = t.load(task_id)
     check_version(task, expected_version)
     t.require(task, "cancel")
     fields: dict[str, Any] = {"lease_expires_at": None}
+    if task.state in CANCEL_HELD_STATES:
+        authorize_held()
+        entry = {**error_entry(t.now, f"{t.actor} cancelled the task ({reason})", task.retry_count + 1, False, t.actor),
+                 "cancelled": True}
+        fields["error_log"] = append_error(task.error_log, entry)
     if task.lease_hash is not None and task.lease_end is None:
         fields["lease_end"] = CANCELLED
     return t.change(task, State.CANCELLED, "cancelled", fields, {"reason": reason})

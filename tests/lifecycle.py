@@ -93,8 +93,8 @@ async def run_lifecycle(planner: Agent, a: Agent, b: Agent, reviewer: Agent) -> 
     # refusals say what is wrong, the current state, and what is allowed now
     foreign = await b.refused("complete", task_id=ids["docs"], lease=leases[2])
     assert "not the current lease" in foreign and "ACTIVE" in foreign and "allowed now:" in foreign
-    not_now = await planner.refused("cancel", task_id=ids["docs"], reason="scope")
-    assert "Task" in not_now and "is ACTIVE; allowed now: checkpoint, complete, fail, pause, update_task" in not_now
+    not_now = await planner.refused("retry", task_id=ids["docs"])
+    assert "Task" in not_now and "is ACTIVE; allowed now: cancel, checkpoint, complete, fail, pause, update_task" in not_now
     finished = await a.refused("start", task_id=ids["design"], lease=leases[0])
     assert "is DONE; nothing more can be done with it" in finished
     unknown = await a.refused("get_task", task_id="t-0000000000")

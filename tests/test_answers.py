@@ -157,10 +157,11 @@ async def test_list_by_type_without_ready(db):
     ids = await build(location, clock, [plain("c1", type="code"), plain("d1", type="docs"), plain("c2", type="code")],
                       then="claim")
     out = cli("list", "--type", "code", "--db", location)
-    listed = {line.split()[0] for line in out.stdout.splitlines()[2:]}
-    assert listed == {ids[0], ids[2]}  # the claimed one too: without --ready, every state
+    *rows, total = out.stdout.splitlines()[2:]
+    assert {line.split()[0] for line in rows} == {ids[0], ids[2]}  # the claimed one too: without --ready, every state
+    assert total == "2 of 2 tasks"
     both = cli("list", "--type", "code", "--type", "docs", "--db", location)
-    assert len(both.stdout.splitlines()[2:]) == 3
+    assert both.stdout.splitlines()[-1] == "3 of 3 tasks"
 
 
 async def test_refusals_carry_code_and_data_beside_the_message(db):

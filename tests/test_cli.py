@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,3 +148,124 @@ def test_events_follow_stats_and_replay(db):
     assert "DONE 1" in stats and "PENDING 1" in stats and "worker" in stats
     replay = run("replay", first, "--db", location)
     assert json.loads(replay.stdout)["state"] == "DONE" and "equals the stored task" in replay.stderr
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process (cheaper than a subprocess): (exit code, stdout, stderr)."""
+    from mcp_tasks.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # a usage error, as the console script exits with it
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_json(capsys, *args: str) -> Any:
+    code, out, err = cli(capsys, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_every_command_prints_json_with_the_models_field_names(db, capsys):
+    """--json after the command on each command that prints a result, parsed; the text forms too."""
+    loc = ("--db", db.location)
+    assert cli_json(capsys, "init", *loc)["tasks"] == 0
+    first = cli_json(capsys, "add", "写文档 📝", "--tag", "docs", "-p", "8", *loc)["ids"][0]
+    second = cli_json(capsys, "add", "Build it", "--depends-on", first, "--backlog", *loc)["ids"][0]
+    listing = cli_json(capsys, "list", *loc)
+    assert [t["id"] for t in listing["tasks"]] == [second, first] and listing["total"] == 2
+    assert listing["capped"] is False and listing["tasks"][1]["title"] == "写文档 📝"
+    assert [t["id"] for t in cli_json(capsys, "list", "--ready", *loc)["tasks"]] == [first]
+    shown = cli_json(capsys, "show", second, *loc)
+    assert shown["task"]["depends_on"] == [first] and shown["readiness"]["ready"] is False
+    assert shown["events"][0]["type"] == "created" and "lease_hash" not in shown["task"]
+    assert [t["state"] for t in cli_json(capsys, "schedule", second, *loc)["tasks"]] == ["PENDING"]
+    edited = cli_json(capsys, "edit", second, "--title", "Build it well", "--remove-dep", first, "--tag", "code", *loc)
+    assert (edited["title"], edited["depends_on"], edited["tags"], edited["version"]) == ("Build it well", [], ["code"], 3)
+    assert cli_json(capsys, "cancel", second, "-r", "not needed", *loc)["state"] == "CANCELLED"
+    code, out, _ = cli(capsys, "events", "--task", second, "--json", *loc)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [e["type"] for e in lines] == ["created", "scheduled", "updated", "cancelled"]
+    assert all(isinstance(e["seq"], int) and isinstance(e["at"], float) for e in lines)
+    verified = cli_json(capsys, "verify", *loc)
+    assert verified == {"ok": True, "tasks": 2, "problems": []}
+    replayed = cli_json(capsys, "replay", second, *loc)
+    assert replayed["equal"] is True and replayed["task"]["state"] == "CANCELLED" and replayed["events"] == 4
+    stats = cli_json(capsys, "stats", *loc)
+    assert stats["board"]["counts"]["CANCELLED"] == 1 and stats["board"]["ready"] == 1
+    code, out, _ = cli(capsys, "show", first, *loc)
+    assert code == 0 and "写文档 📝" in out and time.strftime("%Y-%m-%d", time.localtime()) in out
+
+
+def test_list_pages_show_the_total_and_continue_by_cursor_or_all(db, capsys):
+    loc = ("--db", db.location)
+    ids = [cli_json(capsys, "add", f"task {i}", *loc)["ids"][0] for i in range(5)]
+    code, out, _ = cli(capsys, "list", "-n", "2", *loc)
+    assert code == 0 and "2 of 5 tasks" in out and ids[4] in out and ids[2] not in out
+    cursor = out.split("--cursor ")[1].split()[0]
+    page = cli_json(capsys, "list", "-n", "2", "--cursor", cursor, *loc)
+    assert [t["id"] for t in page["tasks"]] == [ids[2], ids[1]] and page["total"] == 5 and page["next_cursor"]
+    code, out, _ = cli(capsys, "list", "-n", "2", "--all", *loc)
+    assert code == 0 and all(i in out for i in ids) and "5 of 5 tasks" in out and "--cursor" not in out
+    assert out.count("assignee") == 1  # one header for every page
+    code, out, _ = cli(capsys, "list", "-n", "2", "--all", "--json", *loc)
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ids[::-1]
+
+
+def test_edit_checks_the_version_and_release_force_takes_held_work_back(db, capsys):
+    import asyncio
+
+    from mcp_tasks import Registry
+    from mcp_tasks.errors import LeaseError
+    from mcp_tasks.stores import make_store
+
+    loc = ("--db", db.location)
+    tid = cli_json(capsys, "add", "Long job", *loc)["ids"][0]
+    code, out, _ = cli(capsys, "edit", tid, "-p", "9", "--expect-version", "1", *loc)
+    assert code == 0 and out.strip() == f"{tid} version 2"
+    code, _, err = cli(capsys, "edit", tid, "-p", "3", "--expect-version", "1", "--json", *loc)
+    assert code == 3 and err.count("\n") == 1 and f"expected version 1 but {tid} is at version 2" in err
+    code, _, err = cli(capsys, "edit", tid, *loc)
+    assert code == 2 and "nothing to change" in err
+    code, _, err = cli(capsys, "release", tid, *loc)
+    assert code == 2 and "--force" in err
+
+    async def hold(task_id: str) -> str:
+        async with Registry(make_store(db.location), agent="worker") as reg:
+            claim = await reg.claim(task_id)
+            await reg.start(task_id, claim.lease)
+            return claim.lease
+
+    asyncio.run(hold(tid))
+    taken = cli_json(capsys, "release", tid, "--force", "-r", "worker died", *loc)
+    assert taken["state"] == "PENDING" and taken["retry_count"] == 1 and "worker died" in taken["error_log"][-1]["error"]
+    running = cli_json(capsys, "add", "Running job", *loc)["ids"][0]
+    lease = asyncio.run(hold(running))
+    code, out, _ = cli(capsys, "cancel", running, "-r", "the customer withdrew", "--agent", "ada", *loc)
+    assert code == 0 and out.strip() == f"{running} CANCELLED"
+
+    async def late() -> str:
+        async with Registry(make_store(db.location), agent="worker") as reg:
+            try:
+                await reg.checkpoint(running, lease)
+            except LeaseError as exc:
+                return exc.message
+            return "accepted"
+
+    assert "ada cancelled the task (the customer withdrew)" in asyncio.run(late())
+
+
+def test_db_and_json_before_the_command_and_unknown_task_events(tmp_path):
+    """As a person types it, in a real process: global options first, errors one line with the
+    code (option parsing does not depend on the store)."""
+    from mcp_tasks.cli import main
+
+    location = str(tmp_path / "tasks.db")
+    assert main(["--db", location, "add", "Anywhere"]) == 0
+    listed = json.loads(run("--db", location, "--json", "list").stdout)
+    assert [t["title"] for t in listed["tasks"]] == ["Anywhere"] and listed["total"] == 1
+    out = run("events", "--task", "t-0000000000", "--db", location, "--json", check=False)
+    assert out.returncode == 3 and out.stdout == ""
+    assert out.stderr == "error: no task has id t-0000000000, and no event names it.\n"

@@ -84,7 +84,7 @@ LEASE_OPS = {  # operations that need the current lease, and the states they are
 # with the task as it is; a holding lease whose task is already where the action leads does too.
 ENDED_BY = {"complete": "completed", "fail": "failed", "release": "released"}
 REPEAT_INTO = {"start": {ACTIVE}, "resume": {ACTIVE}, "pause": {PAUSED}, "complete": {REVIEW}}
-CANCELLABLE = {BACKLOG, PENDING, ASSIGNED, PAUSED, FAILED}
+CANCELLABLE = {BACKLOG, PENDING, ASSIGNED, ACTIVE, PAUSED, FAILED}
 TERMINAL = {DONE, CANCELLED}
 DEP_EDIT = {BACKLOG, PENDING, FAILED}
 RUNNING = {ASSIGNED, ACTIVE}  # states whose lease expiry the reaper watches
@@ -493,6 +493,8 @@ class RegistryMachine(RuleBasedStateMachine):
             err = InvalidTransition
 
         def apply(result: Any) -> bool:
+            if m.state in (ACTIVE, PAUSED):  # started work: the cancel is recorded as the attempt's end
+                m.errors += 1
             m.state = CANCELLED
             if m.lease is not None and m.lease_end is None:
                 m.lease_end = "cancelled"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mcp_tasks import State
-from mcp_tasks.errors import InvalidTransition, LeaseError, TaskError
-from mcp_tasks.models import Task
-from mcp_tasks.states import EDGES, State as S, allowed_actions, render_markdown
+from mcp_tasks.errors import InvalidTransition, LeaseError, RoleRequired, TaskError
+from mcp_tasks.models import Caller, Task
+from mcp_tasks.states import EDGES, Role, State as S, allowed_actions, render_markdown
 from mcp_tasks.transactions import Tx
 
 from .helpers import drive_to
@@ -19,7 +19,7 @@ DESIGNED = {
     (S.ACTIVE, S.PAUSED), (S.PAUSED, S.ACTIVE), (S.PAUSED, S.CANCELLED), (S.FAILED, S.PENDING),
     # extensions
     (S.ASSIGNED, S.PENDING), (S.ACTIVE, S.REVIEW), (S.REVIEW, S.APPROVED), (S.APPROVED, S.DONE),
-    (S.REVIEW, S.ACTIVE), (S.BACKLOG, S.CANCELLED), (S.FAILED, S.CANCELLED),
+    (S.REVIEW, S.ACTIVE), (S.BACKLOG, S.CANCELLED), (S.FAILED, S.CANCELLED), (S.ACTIVE, S.CANCELLED),
 }
 
 ACTIONS = {
@@ -64,6 +64,7 @@ def test_table_renders_every_edge():
         (S.ACTIVE, "complete", False, S.DONE),
         (S.ACTIVE, "complete", True, S.REVIEW),
         (S.ACTIVE, "pause", False, S.PAUSED),
+        (S.ACTIVE, "cancel", False, S.CANCELLED),
         (S.PAUSED, "resume", False, S.ACTIVE),
         (S.PAUSED, "cancel", False, S.CANCELLED),
         (S.FAILED, "retry", False, S.PENDING),
@@ -112,7 +113,7 @@ async def test_every_edge_is_exercised_by_the_api(registry):
         await collect(tid)
     for action, state in [("schedule", S.BACKLOG), ("cancel", S.BACKLOG), ("cancel", S.PENDING),
                           ("cancel", S.ASSIGNED), ("release", S.ASSIGNED), ("resume", S.PAUSED),
-                          ("cancel", S.PAUSED), ("retry", S.FAILED), ("cancel", S.FAILED)]:
+                          ("cancel", S.PAUSED), ("retry", S.FAILED), ("cancel", S.FAILED), ("cancel", S.ACTIVE)]:
         tid, lease = await drive_to(registry, state)
         await ACTIONS[action](registry, tid, lease)
         await collect(tid)
@@ -125,6 +126,32 @@ async def test_every_edge_is_exercised_by_the_api(registry):
     await registry.fail(tid, lease, "x")
     await collect(tid)
     assert seen == DESIGNED
+
+
+@pytest.mark.parametrize("state", [S.ACTIVE, S.PAUSED])
+async def test_an_admin_stops_started_work_and_its_holder_hears_why(registry, state):
+    """A planner may not cancel work its holder has started (the refusal names the admin role and
+    changes nothing); an admin may, and the holder's next call is refused with who and why."""
+    tid, lease = await drive_to(registry, state)
+    planner = Caller("pat", "pat", Role.PLANNER)
+    with pytest.raises(RoleRequired) as info:
+        await registry.cancel(tid, "scope changed", actor=planner)
+    assert info.value.data["role_needed"] == "admin" and "cancel_held needs the admin role" in info.value.message
+    assert (await registry.get(tid)).state == state
+    done = await registry.cancel(tid, "the customer withdrew", actor=Caller("ada", "ada", Role.ADMIN))
+    assert done.state == S.CANCELLED
+    with pytest.raises(LeaseError) as late:
+        await registry.checkpoint(tid, lease, data={"step": 2})
+    assert "has ended: ada cancelled the task (the customer withdrew)" in late.value.message
+    assert late.value.state == S.CANCELLED and done.error_log[-1]["by"] == "ada"
+
+
+async def test_a_planner_still_cancels_claimed_work_nobody_has_started(registry):
+    tid, lease = await drive_to(registry, S.ASSIGNED)
+    cancelled = await registry.cancel(tid, "wrong queue", actor=Caller("pat", "pat", Role.PLANNER))
+    assert cancelled.state == S.CANCELLED
+    with pytest.raises(LeaseError, match="has ended: the task was cancelled"):
+        await registry.start(tid, lease)
 
 
 LEASED = {"start", "checkpoint", "complete", "fail", "pause", "resume", "release"}

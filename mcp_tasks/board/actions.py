@@ -84,7 +84,7 @@ class Actions:
         return await self._run(request, f"/tasks/{request.path_params['task_id']}", act)
 
     async def cancel(self, request: Request) -> Response:
-        """Cancel work that is not running, with a reason."""
+        """Cancel a task with a reason (started work only by an admin: the registry checks)."""
         async def act(reg: Registry, who: Caller, form: FormData, tid: str) -> str:
             await reg.cancel(tid, str(form.get("reason") or ""), actor=who)
             return f"{tid} is cancelled"

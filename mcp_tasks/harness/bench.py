@@ -28,7 +28,7 @@ from ..registry import Registry
 from ..stores import SqliteStore
 from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
-from . import aggregates_bench, board_bench, http_bench, sqlite_bench, transfer_bench
+from . import sqlite_bench
 
 HELP = ("measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start, memory and board render "
         "time against references")
@@ -113,6 +113,9 @@ class Bench:
 def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> list[str]:
     """The measure column of every row a run prints (the test checks each is there); `postgres`:
     with the rows of --postgres."""
+    # These load the MCP server and client: imported here, not for every CLI command.
+    from . import aggregates_bench, board_bench, http_bench, transfer_bench
+
     sizes = QUICK if quick else FULL
     names = ["claims/s, registry, 1 process", "claims/s, registry, 4 processes"]
     if db is None:
@@ -386,6 +389,8 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
               say: Callable[[str], None] | None = None, postgres: str | None = None) -> tuple[list[Figure], list[str]]:
     """Every benchmark (small with `quick`; on a copy of `db` when given; and the PostgreSQL rows,
     in schemas of their own on the server at `postgres`, when given); returns (figures, notes)."""
+    from . import aggregates_bench, board_bench, http_bench, transfer_bench
+
     with tempfile.TemporaryDirectory(prefix="mcp-tasks-bench-") as tmp:
         b = Bench(Path(tmp), QUICK if quick else FULL, synchronous.upper())
         if say is not None:

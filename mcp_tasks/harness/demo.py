@@ -31,7 +31,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
 from .. import reports
-from ..display import table
+from ..display import duration, pad, table
 from ..errors import StoreUnavailable
 from ..models import Event
 from ..registry import Registry
@@ -126,7 +126,7 @@ class Demo:
     def say(self, who: str, text: str, at: float | None = None) -> None:
         """Log one line: seconds since the start, who, what (printed by `flush`, in time order)."""
         at = time.time() if at is None else at
-        self.note(f"{at - self.t0:6.1f}s  {who:<9} {text}", at)
+        self.note(f"{at - self.t0:6.1f}s  {pad(who, 9)} {text}", at)
 
     def note(self, line: str, at: float) -> None:
         """Log a line as it is, sorted in at time `at`."""
@@ -189,7 +189,7 @@ class Demo:
             for spec in PLAN:
                 after = ", ".join(by_key[d] for d in spec.get("depends_on", [])) or "-"
                 review = "  [needs review]" if spec.get("requires_review") else ""
-                self.note(f"{'':18}{by_key[spec['key']]}  {spec['type']:<4}  {spec['title']:<28} "
+                self.note(f"{'':18}{by_key[spec['key']]}  {pad(spec['type'], 4)}  {pad(spec['title'], 28)} "
                           f"after: {after}{review}", now)
             self.planned.set()
             while not self.finished.is_set():
@@ -335,7 +335,7 @@ class Demo:
             self.say("reaper", f"lease expired: {ev.data.get('holder')} held {self.name(ev.task_id)} "
                                f"without a heartbeat; {move}", ev.at)
         elif ev.type == "retried":
-            wait = f" in {ev.data['backoff']:.1f}s (backoff)" if "backoff" in ev.data else " now"
+            wait = f" in {duration(ev.data['backoff'])} (backoff)" if "backoff" in ev.data else " now"
             self.say("registry", f"requeued {self.name(ev.task_id)}: retry {fields.get('retry_count')}{wait}", ev.at)
         elif ev.type == "dependency_done" and fields.get("unmet_deps") == 0:
             self.say("registry", f"ready: {self.name(ev.task_id)} (all dependencies done)", ev.at)
@@ -362,7 +362,7 @@ async def summary(demo: Demo, reg: Registry) -> bool:
         all_done &= t.state == State.DONE
         rows.append([t.id, t.title, t.type, t.state.value, claims.get(tid, 0), t.retry_count,
                      t.assignee if t.state == State.DONE else "-", t.reviewer or "-",
-                     "-" if t.cycle_time is None else f"{t.cycle_time:.1f}s"])
+                     duration(t.cycle_time)])
     print("\nTasks:")
     print(table(rows, ["id", "title", "type", "state", "claims", "retries", "done by", "reviewer", "cycle"], "  "))
     metrics = await reports.metrics(reg)
@@ -412,7 +412,7 @@ async def run(args: argparse.Namespace) -> int:
                 demo.flush()
                 print(f"\ndemo did not finish within {args.timeout:.0f}s", flush=True)
             demo.flush()
-            print(f"\nall agents disconnected after {time.time() - demo.t0:.1f}s")
+            print(f"\nall agents disconnected after {duration(time.time() - demo.t0)}")
             ok = await summary(demo, reg)
     finally:
         demo.flush()  # also on Ctrl-C: show what happened so far

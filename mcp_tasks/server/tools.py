@@ -187,7 +187,7 @@ def build_tools(app: Any) -> list[Tool]:
     async def cancel(
         ctx: Context, task_id: TaskId, reason: Text, expected_version: Version = None, request_id: RequestId = None
     ) -> V.TaskStatus:
-        """Cancel work that is not running."""
+        """Cancel work; started work (ACTIVE, PAUSED) needs admin."""
         t = await app.registry.cancel(task_id, reason, expected_version=expected_version, actor=app.caller(ctx),
                                       request_id=request_id)
         return V.status(t)
