@@ -315,6 +315,16 @@ FROM (
 -- Task rows in insertion order (num never fails to read, unlike a damaged id).
 SELECT * FROM tasks WHERE num > %(after)s ORDER BY num LIMIT %(limit)s;
 
+-- name: tasks_of_ids
+SELECT * FROM tasks WHERE id = ANY(%(ids)s::text[]) ORDER BY num;
+
+-- name: tasks_touched_after
+-- The tasks of the first `limit` events after seq `after`, each once, with its highest seq among them.
+SELECT task_id, MAX(seq) AS last_seq
+FROM (SELECT task_id, seq FROM events WHERE seq > %(after)s::bigint ORDER BY seq LIMIT %(limit)s) AS page
+GROUP BY task_id
+ORDER BY task_id;
+
 -- name: event_seq_summary
 -- seq_is_key: seq still has its unique index, so it cannot repeat.
 SELECT (SELECT COUNT(seq) FROM events) AS n,
@@ -329,9 +339,10 @@ SELECT (SELECT COUNT(seq) FROM events) AS n,
 SELECT seq FROM event_head;
 
 -- name: event_seq_breaks
--- Each numbered event whose seq is not one more than the seq before it (0 before the first).
-SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, 0::bigint) OVER (ORDER BY seq) AS prev
-                       FROM events WHERE seq IS NOT NULL) AS s
+-- Each numbered event from seq `first` on whose seq is not one more than the seq before it (`prev`
+-- before the first).
+SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, %(prev)s::bigint) OVER (ORDER BY seq) AS prev
+                       FROM events WHERE seq >= %(first)s::bigint) AS s
 WHERE seq <> prev + 1
 ORDER BY seq
 LIMIT %(limit)s;
