@@ -28,7 +28,7 @@ from ..registry import Registry
 from ..stores import SqliteStore
 from ..stores.sqlite_tx import SqliteTx
 from . import bench_data as D
-from . import board_bench, http_bench, sqlite_bench
+from . import board_bench, http_bench, sqlite_bench, verify_bench
 
 HELP = ("measure claims/s, list latency, MCP call cost (stdio and HTTP), cold start, memory and board render "
         "time against references")
@@ -118,7 +118,7 @@ def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> lis
     else:
         names.append("list_available(50), --db copy")
     names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS",
-              *board_bench.ROWS]
+              *board_bench.ROWS, *verify_bench.ROWS]
     if postgres:
         from . import postgres_figures
 
@@ -400,6 +400,7 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         b.say("board: render times on the large database")
         db_large = await large_db(b)
         figures += await board_bench.run(b, db_large, large_size(db_large))
+        figures += await verify_bench.run(b, db_large, large_size(db_large))
         if postgres is not None:
             from . import postgres_figures
 
