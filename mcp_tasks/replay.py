@@ -14,6 +14,9 @@ _FACTORIES = {name: f.default_factory for name, f in Task.model_fields.items() i
 _VALUES = {name: f.default for name, f in Task.model_fields.items() if not f.is_required() and name not in _FACTORIES}
 
 
+_NOTHING: dict[str, Any] = {}  # what an event without `set` assigns (never changed)
+
+
 def _defaults() -> dict[str, Any]:
     """Field defaults: the created event leaves out fields that start at their default."""
     return {**_VALUES, **{name: make() for name, make in _FACTORIES.items()}}  # type: ignore[call-arg]
@@ -44,7 +47,7 @@ def _assigned(events: Iterable[Event | EventRecord]) -> tuple[dict[str, Any], Ev
         last = ev
         if ev.error:
             raise _damaged(ev, f"event {ev.seq} cannot be read ({ev.error})")
-        assigned = ev.data.get("set", {})
+        assigned = ev.data.get("set", _NOTHING)
         if not isinstance(assigned, dict):
             raise _damaged(ev, f"event {ev.seq} ({ev.type}) assigns {type(assigned).__name__}, not fields")
         if ev.type == "created":

@@ -28,7 +28,7 @@ from .models import Difference, Event, EventRecord, Task
 from .replay import differences
 from .stores.base import ReadTx, Store, TaskHistory, TouchedTask
 
-PAGE = 100  # tasks replayed per read (larger pages of long histories cost more in garbage collection)
+PAGE = 250  # tasks replayed per read (each read costs a hop to the store's thread and back)
 LIMIT = 1000  # rows per read of the log-wide checks, and the most sequence breaks listed
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -155,6 +155,8 @@ def read_column(row: Row, key: str, task_id: Any = None, column: str | None = No
 
 def task_from_row(row: Row, depends_on: list[str], blocks: list[str] | None = None) -> Task:
     """A Task from a `tasks` row and its dependency lists; CorruptRow if a column is unreadable."""
+    if not isinstance(row, dict):  # sqlite3.Row finds a name by comparing it with each column's in turn
+        row = dict(zip(row.keys(), cast(Iterable[Any], row)))
     tid = row["id"]
     try:
         d: dict[str, Any] = {col: read(row[col]) for col, read in _TASK_READERS}

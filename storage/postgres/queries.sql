@@ -157,7 +157,8 @@ GROUP BY type, from_state, to_state;
 
 -- name: events_of_tasks
 -- Every committed event of the tasks, numbered or not, in the order they were written.
-SELECT * FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
+SELECT seq, task_id, type, from_state, to_state, actor, at, data
+FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
 
 -- name: depends_on_of_tasks
 SELECT task_id, depends_on FROM deps WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, depends_on;
