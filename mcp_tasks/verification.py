@@ -53,7 +53,7 @@ async def verify(store: Store, *, batch: int = PAGE, since: int | None = None) -
     millions of objects, none in a cycle, and the collector's passes over them cost a quarter of
     its time."""
     await store.settle()
-    paused = gc.isenabled()
+    collecting = gc.isenabled()
     gc.disable()
     try:
         if since is None:
@@ -62,7 +62,7 @@ async def verify(store: Store, *, batch: int = PAGE, since: int | None = None) -
             out, tasks = await _tasks_touched(store, batch, since)
         runs = await store.read(lambda tx: tx.event_seq_problems(LIMIT + 1, since))
     finally:
-        if paused:
+        if collecting:
             gc.enable()
     seq_problems = [sequence_problem(r.first, r.last, r.problem, r.size) for r in runs[:LIMIT]]
     if len(runs) > LIMIT:
