@@ -140,6 +140,21 @@ class Event(BaseModel):
     error: str | None = Field(default=None, description="Set when the stored event cannot be read: which column and why")
 
 
+class EventRecord(NamedTuple):
+    """An Event's fields in a plain tuple: what verify reads and replays by the million, where
+    building a model per event would cost most of its time. `replay.fold` takes either."""
+
+    seq: int
+    task_id: str
+    type: str
+    from_state: State | None
+    to_state: State | None
+    actor: str
+    at: float
+    data: dict[str, Any]
+    error: str | None
+
+
 class NewTask(BaseModel):
     """One task in a create_tasks batch. depends_on names task ids or keys of this batch."""
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from . import arguments as A
 from . import limits
 from .errors import InvalidInput, TaskNotFound
-from .models import Difference, Event, Page, Readiness, Task
+from .models import Event, Page, Readiness, Task
 from .replay import fold
 from .rules import readiness
 from .states import State
 from .stores.base import ReadTx, Store
-from .verification import PAGE, verify as verify_store
+from .verification import PAGE, Findings, verify as verify_store
 
 
 class Reads:
@@ -132,11 +132,13 @@ class Reads:
             raise TaskNotFound(f"no events for task {tid}")
         return task
 
-    async def verify(self, *, batch: int = PAGE) -> list[Difference]:
+    async def verify(self, *, batch: int = PAGE, since: int | None = None) -> Findings:
         """Every problem with the stored tasks and the event log (empty when there is none): each
         row replayed from its events, rows and edges the log cannot explain, holes in the event
-        sequence, unmet_deps counters (verification.py)."""
-        return await verify_store(self.store, batch=batch)
+        sequence, unmet_deps counters (verification.py). With `since` (a seq), only the tasks that
+        events numbered after it name, each whole, and the sequence after it."""
+        after = None if since is None else limits.integer("since", since, 0, 2**62)
+        return await verify_store(self.store, batch=batch, since=after)
 
     async def counts(self) -> dict[State, int]:
         """Number of tasks in each state (every state present, zero included)."""

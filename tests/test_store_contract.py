@@ -23,7 +23,7 @@ from mcp_tasks.errors import CorruptRow, StoreReadOnly
 from mcp_tasks.models import Task, Usage
 from mcp_tasks.states import State
 from mcp_tasks.stores import IdCollision, Store, make_store
-from mcp_tasks.stores.base import OrphanEvents, TaskTotal, TimeBucket
+from mcp_tasks.stores.base import OrphanEvents, TaskTotal, TimeBucket, TouchedTask
 
 from .databases import TestDatabase
 
@@ -418,6 +418,12 @@ async def test_verification_queries_on_a_clean_database(store):
     await store.write(lambda tx: tx.append_event("t-ghost", "created", None, P, "maker", NOW, {}))
     await store.settle()
     assert await store.read(lambda tx: tx.event_tasks_without_row("", 10)) == [OrphanEvents("t-ghost", 1, 3, 3)]
+    touched = await store.read(lambda tx: (tx.tasks_touched_after(0, 1), tx.tasks_touched_after(1, 5)))
+    assert touched == ([TouchedTask("t-a", 1)], [TouchedTask("t-b", 2), TouchedTask("t-ghost", 3)])
+    histories = await store.read(lambda tx: tx.task_histories(["t-ghost", "t-b", "t-none"]))
+    assert [(h.task_id, h.task and h.task.id, [e.seq for e in h.events]) for h in histories] == [
+        ("t-b", "t-b", [2]), ("t-ghost", None, [3])]
+    assert histories[0].task.depends_on == ["t-a"]
 
 
 async def test_now_is_the_stores_clock_in_every_transaction(store):

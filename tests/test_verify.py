@@ -23,7 +23,7 @@ import pytest
 from mcp_tasks import Registry, State
 from mcp_tasks.errors import DamagedHistory, TaskError, TaskNotFound
 from mcp_tasks.models import Difference
-from mcp_tasks.verification import describe
+from mcp_tasks.verification import describe, summary
 
 from .databases import TestDatabase
 from .helpers import FakeClock, drive_to
@@ -376,3 +376,66 @@ async def test_a_shredded_log_lists_a_bounded_number_of_holes(registry, db):
     assert len(holes) == LIMIT and holes[0].seq == 2 and holes[-1].seq == 2 * LIMIT
     assert [d.field for d in problems if d.task_id is None][-1] == "unlisted"
     assert sum(1 for d in problems if d.field == "created") == last // 2
+
+
+async def _changed_after_a_mark(reg: Registry) -> Named:
+    """Tasks finished before the mark (one later damaged), the mark, then tasks changed after it."""
+    old, _ = await drive_to(reg, State.DONE, title="finished before the mark")
+    untouched = await pending(reg, "untouched since the mark")
+    resumed, lease = await drive_to(reg, State.ASSIGNED, title="claimed before, started after the mark")
+    mark = await reg.last_seq()
+    await reg.start(resumed, lease or "")
+    new = await pending(reg, "created after the mark")
+    gone = await pending(reg, "created after the mark, row deleted")
+    return {"old": old, "untouched": untouched, "resumed": resumed, "new": new, "gone": gone, "mark": mark,
+            "started": await seq_of(reg, resumed, "started")}
+
+
+def _damage_before_and_after(db: TestDatabase, n: Named) -> None:
+    tamper(db, ("UPDATE tasks SET title = 'forged' WHERE id = ?", (n["old"],)),
+           ("UPDATE tasks SET priority = 9 WHERE id = ?", (n["resumed"],)),
+           ("DELETE FROM tasks WHERE id = ?", (n["gone"],)))
+
+
+async def test_since_checks_whole_only_the_tasks_changed_after_it(registry, db):
+    n = await _changed_after_a_mark(registry)
+    found = await registry.verify(since=n["mark"])
+    assert found == [] and (found.tasks, found.since) == (3, n["mark"])
+    assert summary(found) == (f"ok: 3 tasks touched after seq {n['mark']}, each equals the replay of its events, "
+                              f"and the event log after seq {n['mark']} is whole")  # verify --since's last line
+    _damage_before_and_after(db, n)
+    tamper(db, NO_DELETE, "DELETE FROM events WHERE seq = 1")  # the first task's created event
+
+    found = await registry.verify(since=n["mark"])
+    assert {(where(d), d.field) for d in found} == {(n["resumed"], "priority"), (n["gone"], "row")}, found
+    assert found.tasks == 3  # resumed (its events before the mark replayed too), new, gone
+    everything = {where(d) for d in await registry.verify()}
+    assert {n["old"], "seq 1", n["resumed"], n["gone"]} <= everything  # the damage before the mark is there
+
+    tamper(db, ("DELETE FROM events WHERE seq = ?", (n["started"],)))
+    found = await registry.verify(since=n["mark"])
+    assert (f"seq {n['started']}", "missing") in {(where(d), d.field) for d in found}
+    assert await registry.verify(since=await registry.last_seq()) == []
+
+
+async def test_since_reads_the_changes_page_by_page(registry):
+    ids = (await registry.create_tasks([{"title": f"t{i}"} for i in range(7)])).ids
+    mark = await registry.last_seq()
+    for tid in reversed(ids[2:]):
+        await registry.update(tid, priority=2)
+        await registry.update(tid, priority=3)
+    for batch in (1, 3, 100):
+        found = await registry.verify(since=mark, batch=batch)
+        assert found == [] and found.tasks == 5, batch
+    with pytest.raises(TaskError, match="since"):
+        await registry.verify(since=-1)
+
+
+def test_cli_verify_since(db):
+    n = built(db, _changed_after_a_mark)
+    _damage_before_and_after(db, n)
+    out = cli("verify", "--db", db.location, "--since", str(n["mark"]))
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines[:-1]] == sorted([n["resumed"], n["gone"]]), lines
+    assert lines[-1] == f"2 problems found, in 2 tasks (checked: 3 tasks touched after seq {n['mark']})"

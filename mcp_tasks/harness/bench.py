@@ -114,7 +114,7 @@ def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> lis
     """The measure column of every row a run prints (the test checks each is there); `postgres`:
     with the rows of --postgres."""
     # These load the MCP server and client: imported here, not for every CLI command.
-    from . import aggregates_bench, board_bench, http_bench, transfer_bench
+    from . import aggregates_bench, board_bench, http_bench, transfer_bench, verify_bench
 
     sizes = QUICK if quick else FULL
     names = ["claims/s, registry, 1 process", "claims/s, registry, 4 processes"]
@@ -124,7 +124,7 @@ def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> lis
         names.append("list_available(50), --db copy")
     names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS",
               *board_bench.ROWS, *aggregates_bench.row_names(sizes.rss_events, _short, db is not None),
-              *transfer_bench.row_names(postgres)]
+              *transfer_bench.row_names(postgres), *verify_bench.ROWS]
     if postgres:
         from . import postgres_figures
 
@@ -389,7 +389,7 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
               say: Callable[[str], None] | None = None, postgres: str | None = None) -> tuple[list[Figure], list[str]]:
     """Every benchmark (small with `quick`; on a copy of `db` when given; and the PostgreSQL rows,
     in schemas of their own on the server at `postgres`, when given); returns (figures, notes)."""
-    from . import aggregates_bench, board_bench, http_bench, transfer_bench
+    from . import aggregates_bench, board_bench, http_bench, transfer_bench, verify_bench
 
     with tempfile.TemporaryDirectory(prefix="mcp-tasks-bench-") as tmp:
         b = Bench(Path(tmp), QUICK if quick else FULL, synchronous.upper())
@@ -410,6 +410,7 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         figures += await board_bench.run(b, db_large, large_size(db_large))
         figures += await aggregates_bench.run(b, db_large, _short)
         figures += await transfer_bench.run(b, db_large, large_size(db_large), postgres)
+        figures += await verify_bench.run(b, db_large, large_size(db_large))
         if postgres is not None:
             from . import postgres_figures
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple, Protocol, TypeVar
 
 from ..errors import CorruptRow
-from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
+from ..models import Event, EventRecord, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
 
 T = TypeVar("T")
@@ -27,12 +27,20 @@ FindKey = tuple[float, int]  # created_at, num
 
 class TaskHistory(NamedTuple):
     """A task row with its events, as verify reads them. `task` is the CorruptRow raised reading
-    the row when it cannot be read; `num` is the row's place in insertion order."""
+    the row when it cannot be read, None when there is no row; `num` is the row's place in
+    insertion order (0 without a row)."""
 
     num: int
     task_id: str
-    task: Task | CorruptRow
-    events: list[Event]
+    task: Task | CorruptRow | None
+    events: list[EventRecord]
+
+
+class TouchedTask(NamedTuple):
+    """A task id that events name, and the highest seq among those events."""
+
+    task_id: str
+    last_seq: int
 
 
 class SeqRun(NamedTuple):
@@ -299,11 +307,23 @@ class ReadTx(Protocol):
         CorruptRow it raised, never raised: one damaged row must not stop verify."""
         ...
 
-    def event_seq_problems(self, limit: int) -> list[SeqRun]:
+    def task_histories(self, ids: list[str]) -> list[TaskHistory]:
+        """The rows of the tasks `ids`, in insertion order, each with all its events in seq order
+        (as tasks_with_events reads them), then the ids that have events but no row (`task` None)."""
+        ...
+
+    def tasks_touched_after(self, after: int, limit: int) -> list[TouchedTask]:
+        """The task ids that the first `limit` events numbered after `after` name, each once, in id
+        order, with the highest seq each has among them. The next page starts after the highest
+        of those; an empty page: no event is numbered after `after`. Read on the seq index."""
+        ...
+
+    def event_seq_problems(self, limit: int, after: int | None = None) -> list[SeqRun]:
         """Holes and repeats in the event sequence, which must run 1, 2, 3 ... up to the highest
         number the store has ever handed out (events are append-only, so a hole means deleted
         events: in the middle, at the start, or at the end, which only the high-water mark of the
-        store's sequence reveals). The first `limit` runs in seq order; cheap when there are none."""
+        store's sequence reveals). Only numbers after `after` when given. The first `limit` runs
+        in seq order; cheap when there are none."""
         ...
 
     def event_tasks_without_row(self, after: str, limit: int) -> list[OrphanEvents]:

@@ -13,20 +13,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Callable, TypeVar
 
 from ..errors import CorruptRow
-from ..models import Event, Task, TaskSummary, TokenEvent, TokenInfo
+from ..models import Event, EventRecord, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
 from .base import (
     BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, RegistrySize, SeqRun, TaskHistory,
-    TaskTotal, TimeBucket,
+    TaskTotal, TimeBucket, TouchedTask,
 )
-from .rows import Row, dumps, event_from_row, read_column, seq_runs, task_from_row, task_params
+from .rows import Row, dumps, event_from_row, event_record, read_column, seq_runs, task_from_row, task_params
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _reported: set[tuple[str | None, str]] = set()
+_TASK_ID = itemgetter("task_id")
 
 
 def readable(rows: Iterable[Row], read: Callable[[Row], T]) -> Iterator[T]:
@@ -418,14 +421,22 @@ class SqlTx:
         return deps
 
     def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
-        rows = self._all("tasks_page", {"after": after, "limit": limit})
-        if not rows:
+        return self._histories(self._all("tasks_page", {"after": after, "limit": limit}), [])
+
+    def task_histories(self, ids: list[str]) -> list[TaskHistory]:
+        return self._histories(self._all("tasks_of_ids", {"ids": self._list(ids)}), ids)
+
+    def _histories(self, rows: list[Row], ids: list[str]) -> list[TaskHistory]:
+        """`rows` with their dependencies and events, then the `ids` without a row, with their events."""
+        found = [r["id"] for r in rows if isinstance(r["id"], str)]
+        unfound = sorted(set(ids).difference(found))
+        if not found and not unfound:
             return []
-        ids = self._list([r["id"] for r in rows if isinstance(r["id"], str)])
-        deps = self._deps_of([r["id"] for r in rows])
-        events: dict[str, list[Event]] = {}
-        for r in self._all("events_of_tasks", {"ids": ids}):
-            events.setdefault(r["task_id"], []).append(event_from_row(r))
+        wanted = self._list(found + unfound)
+        deps = self._deps_of(found + unfound)
+        events: dict[str, list[EventRecord]] = {}
+        for tid, group in groupby(self._all("events_of_tasks", {"ids": wanted}), key=_TASK_ID):
+            events.setdefault(tid, []).extend(map(event_record, group))
         out = []
         for r in rows:
             tid = r["id"] if isinstance(r["id"], str) else repr(r["id"])
@@ -435,17 +446,22 @@ class SqlTx:
             except CorruptRow as exc:
                 task = exc
             out.append(TaskHistory(r["num"], tid, task, events.get(tid, [])))
-        return out
+        return out + [TaskHistory(0, tid, None, events[tid]) for tid in unfound if tid in events]
 
-    def event_seq_problems(self, limit: int) -> list[SeqRun]:
+    def tasks_touched_after(self, after: int, limit: int) -> list[TouchedTask]:
+        rows = self._all("tasks_touched_after", {"after": after, "limit": limit})
+        return [TouchedTask(str(r["task_id"]), int(r["last_seq"])) for r in rows]
+
+    def event_seq_problems(self, limit: int, after: int | None = None) -> list[SeqRun]:
         head = self._row("event_seq_summary")
         count, first, last = (head["n"], head["first"], head["last"] or 0) if head else (0, None, 0)
         breaks: list[Row] = []
         if count != last or first not in (None, 1) or not (head and head["seq_is_key"]):
-            breaks = self._all("event_seq_breaks", {"limit": limit})
+            span = {"first": -(2**63), "prev": 0} if after is None else {"first": after + 1, "prev": after}
+            breaks = self._all("event_seq_breaks", {**span, "limit": limit})
         mark = self._row("event_seq_high_water")
         high = mark["seq"] if mark is not None and isinstance(mark["seq"], int) else 0
-        return seq_runs(((r["prev"], r["seq"]) for r in breaks), last, high, limit)
+        return seq_runs(((r["prev"], r["seq"]) for r in breaks), last if after is None else max(last, after), high, limit)
 
     def event_tasks_without_row(self, after: str, limit: int) -> list[OrphanEvents]:
         rows = self._all("event_tasks_without_row", {"after": after, "limit": limit})

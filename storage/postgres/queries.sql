@@ -157,7 +157,8 @@ GROUP BY type, from_state, to_state HAVING SUM(events) > 0;
 
 -- name: events_of_tasks
 -- Every committed event of the tasks, numbered or not, in the order they were written.
-SELECT * FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
+SELECT seq, task_id, type, from_state, to_state, actor, at, data
+FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
 
 -- name: depends_on_of_tasks
 SELECT task_id, depends_on FROM deps WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, depends_on;
@@ -336,6 +337,16 @@ FROM (
 -- Task rows in insertion order (num never fails to read, unlike a damaged id).
 SELECT * FROM tasks WHERE num > %(after)s ORDER BY num LIMIT %(limit)s;
 
+-- name: tasks_of_ids
+SELECT * FROM tasks WHERE id = ANY(%(ids)s::text[]) ORDER BY num;
+
+-- name: tasks_touched_after
+-- The tasks of the first `limit` events after seq `after`, each once, with its highest seq among them.
+SELECT task_id, MAX(seq) AS last_seq
+FROM (SELECT task_id, seq FROM events WHERE seq > %(after)s::bigint ORDER BY seq LIMIT %(limit)s) AS page
+GROUP BY task_id
+ORDER BY task_id;
+
 -- name: event_seq_summary
 -- seq_is_key: seq still has its unique index, so it cannot repeat.
 SELECT (SELECT COUNT(seq) FROM events) AS n,
@@ -350,9 +361,10 @@ SELECT (SELECT COUNT(seq) FROM events) AS n,
 SELECT seq FROM event_head;
 
 -- name: event_seq_breaks
--- Each numbered event whose seq is not one more than the seq before it (0 before the first).
-SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, 0::bigint) OVER (ORDER BY seq) AS prev
-                       FROM events WHERE seq IS NOT NULL) AS s
+-- Each numbered event from seq `first` on whose seq is not one more than the seq before it (`prev`
+-- before the first).
+SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, %(prev)s::bigint) OVER (ORDER BY seq) AS prev
+                       FROM events WHERE seq >= %(first)s::bigint) AS s
 WHERE seq <> prev + 1
 ORDER BY seq
 LIMIT %(limit)s;

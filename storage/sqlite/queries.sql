@@ -290,6 +290,16 @@ FROM (
 -- Task rows in insertion order (num never fails to read, unlike a damaged id).
 SELECT * FROM tasks WHERE num > :after ORDER BY num LIMIT :limit;
 
+-- name: tasks_of_ids
+SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY num;
+
+-- name: tasks_touched_after
+-- The tasks of the first `limit` events after seq `after`, each once, with its highest seq among them.
+SELECT task_id, MAX(seq) AS last_seq
+FROM (SELECT task_id, seq FROM events WHERE seq > :after ORDER BY seq LIMIT :limit) AS page
+GROUP BY task_id
+ORDER BY task_id;
+
 -- name: event_seq_summary
 -- Enough to prove the sequence is exactly 1..last without reading it: separate subqueries,
 -- because SQLite answers MIN and MAX of the rowid from the b-tree's ends only one at a time.
@@ -305,8 +315,9 @@ SELECT (SELECT COUNT(*) FROM events) AS n,
 SELECT seq FROM sqlite_sequence WHERE name = 'events';
 
 -- name: event_seq_breaks
--- Each event whose seq is not one more than the seq before it (0 before the first).
-SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, 0) OVER (ORDER BY seq) AS prev FROM events)
+-- Each event from seq `first` on whose seq is not one more than the seq before it (`prev` before
+-- the first).
+SELECT prev, seq FROM (SELECT seq, LAG(seq, 1, :prev) OVER (ORDER BY seq) AS prev FROM events WHERE seq >= :first)
 WHERE seq <> prev + 1
 ORDER BY seq
 LIMIT :limit;
