@@ -28,7 +28,7 @@ def bounded(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[st
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
         if not (math.isfinite(value) and lo <= value <= hi):
-            shown = (f"{lo:,.0f}", f"{hi:,.0f}") if kind is int else (f"{lo:g}", f"{hi:g}")
+            shown = (f"{lo:.0f}", f"{hi:.0f}") if kind is int else (f"{lo:g}", f"{hi:g}")
             raise argparse.ArgumentTypeError(f"must be between {shown[0]} and {shown[1]}, not {text}")
         return value
 
