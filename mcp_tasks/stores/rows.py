@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from math import fsum
+from operator import itemgetter
 from typing import Any, Callable, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
@@ -57,6 +59,7 @@ def dumps(value: Any) -> str:
     return _dumps(value)
 
 
+_new_record = tuple.__new__  # an EventRecord from its nine values, without namedtuple's Python-level __new__
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
 
 
@@ -135,23 +138,32 @@ def _nullable(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
 # The exact types a value of a plain kind has when it reads as itself (bool is no number, and NaN
 # is refused apart); the other kinds convert their value, so their reader runs.
 _PLAIN: dict[str, tuple[type, ...]] = {"text": (str,), "int": (int,), "num": (int, float)}
-_TASK_READERS: list[tuple[str, frozenset[type], Callable[[Any], Any] | None]] = [
-    (col, frozenset(_PLAIN[kind] + ((type(None),) if nullable else ())), None) if kind in _PLAIN
-    else (col, frozenset(), _nullable(_READERS[kind]) if nullable else _READERS[kind])
-    for col, (kind, nullable) in TASK_COLUMNS.items()
-]
+_TASK_VALUES = itemgetter(*TASK_COLUMNS)
+_PLAIN_TYPES = [frozenset(_PLAIN[kind] + ((type(None),) if nullable else ())) if kind in _PLAIN else None
+                for kind, nullable in TASK_COLUMNS.values()]
+_NUMBERS = itemgetter(*[i for i, (kind, _) in enumerate(TASK_COLUMNS.values()) if kind == "num"])
+_CONVERTED = [(col, _nullable(_READERS[kind]) if nullable else _READERS[kind])
+              for col, (kind, nullable) in TASK_COLUMNS.items() if kind not in _PLAIN]
+_READABLE_TYPES: set[tuple[type, ...]] = set()  # the column types of rows whose plain columns all read
 
 
 def _task_values(row: dict[str, Any]) -> dict[str, Any]:
-    """Every task column as the model holds it; ValueError when one cannot be read."""
-    d: dict[str, Any] = {}
-    for col, plain, read in _TASK_READERS:
-        v = row[col]
-        if read is not None:
-            v = read(v)
-        elif type(v) not in plain or v != v:
-            raise ValueError(col)
-        d[col] = v
+    """Every task column as the model holds it; ValueError when one cannot be read (or may not:
+    read_column then decides, one column at a time). The plain columns are checked by the row's
+    tuple of value types, remembered once it has passed."""
+    values = _TASK_VALUES(row)
+    types = tuple(map(type, values))
+    if types not in _READABLE_TYPES:
+        if not all(ok is None or t in ok for t, ok in zip(types, _PLAIN_TYPES)):
+            raise ValueError("a column holds a value of another type")
+        if len(_READABLE_TYPES) < 10_000:
+            _READABLE_TYPES.add(types)
+    total = fsum(filter(None, _NUMBERS(values)))  # NaN if one is; OverflowError or ValueError on infinities
+    if total != total:
+        raise ValueError("a number column holds NaN")
+    d = dict(zip(TASK_COLUMNS, values))
+    for col, read in _CONVERTED:
+        d[col] = read(d[col])
     return d
 
 
@@ -181,7 +193,7 @@ def task_from_row(row: Row, depends_on: list[str], blocks: list[str] | None = No
     tid = row["id"]
     try:
         d = _task_values(row)
-    except ValueError:
+    except (ValueError, OverflowError):
         d = {col: read_column(row, col, tid) for col in TASK_COLUMNS}  # raises, naming the column
     d["usage"] = _USAGE.model_copy(
         update={"tokens": d.pop("usage_tokens"), "api_calls": d.pop("usage_api_calls"), "cost": d.pop("usage_cost")}
@@ -291,8 +303,8 @@ def _record(values: Sequence[Any], data: Any) -> EventRecord:
     try:
         if (type(data) is dict and type(task_id) is str and type(kind) is str and type(actor) is str
                 and (type(at) is float or type(at) is int) and at == at):
-            return EventRecord(seq, task_id, kind, None if before is None else _STATES[before],
-                               None if after is None else _STATES[after], actor, at, data, None)
+            return _new_record(EventRecord, (seq, task_id, kind, None if before is None else _STATES[before],
+                                             None if after is None else _STATES[after], actor, at, data, None))
     except (KeyError, TypeError):
         pass
     raise ValueError("a column cannot be read")
