@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from . import sql_files
 from .base import IdCollision
@@ -27,6 +28,10 @@ class PostgresTx(SqlTx):
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
         return self._execute(self.q[name], params).fetchall()
+
+    def _tuples(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            return cur.execute(self.q[name], params).fetchall()
 
     def _count(self, name: str, params: dict[str, Any]) -> int:
         return self._execute(self.q[name], params).rowcount

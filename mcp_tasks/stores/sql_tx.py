@@ -24,12 +24,13 @@ from .base import (
     BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, RegistrySize, SeqRun, TaskHistory,
     TaskTotal, TimeBucket, TouchedTask,
 )
-from .rows import Row, dumps, event_from_row, event_record, read_column, seq_runs, task_from_row, task_params
+from .rows import EVENT_COLUMNS, Row, dumps, event_from_row, event_records, read_column, seq_runs, task_from_row, task_params
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _reported: set[tuple[str | None, str]] = set()
-_TASK_ID = itemgetter("task_id")
+_TASK_ID = itemgetter(EVENT_COLUMNS.index("task_id"))  # in events_of_tasks' tuples
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def readable(rows: Iterable[Row], read: Callable[[Row], T]) -> Iterator[T]:
@@ -55,6 +56,11 @@ class SqlTx:
     # ---- what a dialect supplies
     def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
         """All rows of named query `name`."""
+        raise NotImplementedError
+
+    def _tuples(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """All rows of named query `name` as plain tuples, in its column order (no names to
+        look up: for reads by the million)."""
         raise NotImplementedError
 
     def _count(self, name: str, params: dict[str, Any]) -> int:
@@ -435,8 +441,10 @@ class SqlTx:
         wanted = self._list(found + unfound)
         deps = self._deps_of(found + unfound)
         events: dict[str, list[EventRecord]] = {}
-        for tid, group in groupby(self._all("events_of_tasks", {"ids": wanted}), key=_TASK_ID):
-            events.setdefault(tid, []).extend(map(event_record, group))
+        rows_of_events = self._tuples("events_of_tasks", {"ids": wanted})
+        read = zip(map(_TASK_ID, rows_of_events), event_records(rows_of_events))
+        for tid, group in groupby(read, key=_FIRST):  # by the task_id column as stored, read or not
+            events.setdefault(tid, []).extend(map(_SECOND, group))
         out = []
         for r in rows:
             tid = r["id"] if isinstance(r["id"], str) else repr(r["id"])

@@ -23,6 +23,11 @@ class SqliteTx(SqlTx):
     def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
         return self.conn.execute(self.q[name], params).fetchall()
 
+    def _tuples(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute(self.q[name], params).fetchall()
+
     def _count(self, name: str, params: dict[str, Any]) -> int:
         return self.conn.execute(self.q[name], params).rowcount
 

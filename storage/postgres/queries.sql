@@ -156,7 +156,8 @@ FROM (SELECT type, from_state, to_state, actor, holder, events FROM event_totals
 GROUP BY type, from_state, to_state HAVING SUM(events) > 0;
 
 -- name: events_of_tasks
--- Every committed event of the tasks, numbered or not, in the order they were written.
+-- Every committed event of the tasks, numbered or not, in the order they were written; the
+-- columns in the order verify takes them (rows.EVENT_COLUMNS).
 SELECT seq, task_id, type, from_state, to_state, actor, at, data
 FROM events WHERE task_id = ANY(%(ids)s::text[]) ORDER BY task_id, pos;
 

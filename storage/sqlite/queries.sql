@@ -143,7 +143,8 @@ SELECT type, NULLIF(from_state, '') AS from_state, NULLIF(to_state, '') AS to_st
 FROM event_totals GROUP BY type, from_state, to_state HAVING SUM(events) > 0;
 
 -- name: events_of_tasks
-SELECT * FROM events WHERE task_id IN (SELECT value FROM json_each(:ids)) ORDER BY task_id, seq;
+-- The columns in the order verify takes them (rows.EVENT_COLUMNS).
+SELECT seq, task_id, type, from_state, to_state, actor, at, data FROM events WHERE task_id IN (SELECT value FROM json_each(:ids)) ORDER BY task_id, seq;
 
 -- name: depends_on_of_tasks
 SELECT task_id, depends_on FROM deps WHERE task_id IN (SELECT value FROM json_each(:ids))
