@@ -418,6 +418,11 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         return figures, b.notes
 
 
+def _kernel() -> str:
+    """The kernel's version numbers only (major.minor.patch), without a build's local suffix."""
+    return ".".join(platform.release().split("-")[0].split(".")[:3])
+
+
 def machine(synchronous: str, quick: bool, db: str | None) -> str:
     """The header line: CPU, cores, OS, Python, SQLite and mcp versions, sync mode, run kind."""
     cpu = platform.processor() or platform.machine()
@@ -432,7 +437,7 @@ def machine(synchronous: str, quick: bool, db: str | None) -> str:
         sdk = "?"
     where = f"copy of {db}" if db else "synthetic databases"
     load = f", load average {os.getloadavg()[0]:.2f} at start" if hasattr(os, "getloadavg") else ""
-    return (f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}{load}; "
+    return (f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {_kernel()}{load}; "
             f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, mcp {sdk}\n"
             f"run: {'quick' if quick else 'full'}, synchronous={synchronous.upper()}, {where}; "
             "ratio = value / reference value")
