@@ -58,21 +58,38 @@ def bench_schemas(url: str) -> set[str]:
                                                 {"prefix": "mcp_tasks_bench_"})}
 
 
-def test_quick_run_on_both_stores_prints_every_row_and_leaves_no_schema_behind():
-    """One quick run with --postgres, as CI runs the bench: SQLite's rows and PostgreSQL's (claims,
-    list_available, cross-server latency), each with value, reference and ratio; the schemas it made
-    are gone afterwards, and the schema the URL names is never created."""
-    base = pg_base()
-    out = run_bench("--postgres", postgres_bench.with_schema(base, "mcp_tasks_bench_named"))
-    assert_rows(out, bench.row_names(quick=True, postgres=True))
-    assert out.splitlines()[2].startswith("postgres: PostgreSQL "), out
-    assert "listed different tasks" not in out and "claims of" not in out and "never published" not in out, out
+def test_quick_run_prints_every_row_with_its_reference_and_ratio():
+    """One quick run as CI runs the bench: every SQLite row, each with value, reference and ratio."""
+    out = run_bench()
+    assert_rows(out, bench.row_names(quick=True))
+    assert "listed different tasks" not in out and "claims of" not in out, out
     for side in ("tokens", "no tokens", "no-op"):
         assert re.search(rf"^note: HTTP, {side}: {NUMBER} calls/s, p50 .*; CPU per call: ", out, re.M), side
+
+
+def test_quick_postgres_only_run_prints_its_rows_and_leaves_no_schema_behind():
+    """--postgres-only: PostgreSQL's rows (claims, list_available, cross-server latency, export and
+    import), none of SQLite's; the schemas it made are gone afterwards, and the schema the URL names
+    is never created."""
+    base = pg_base()
+    out = run_bench("--postgres", postgres_bench.with_schema(base, "mcp_tasks_bench_named"), "--postgres-only")
+    assert_rows(out, bench.row_names(quick=True, postgres=True, sqlite=False))
+    assert not [name for name in bench.row_names(quick=True) if name in out], out
+    assert out.splitlines()[2].startswith("postgres: PostgreSQL "), out
+    assert "listed different tasks" not in out and "claims of" not in out and "never published" not in out, out
     prefix = re.search(r"^note: PostgreSQL figures were measured in schemas (mcp_tasks_bench_[0-9a-f]+_)\*, all dropped",
                        out, re.MULTILINE)
     assert prefix is not None, out
     assert not {s for s in bench_schemas(base) if s.startswith(prefix.group(1)) or s == "mcp_tasks_bench_named"}
+
+
+def test_postgres_only_without_postgres_says_so_in_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_tasks.harness.bench", "--quick", "--postgres-only"],
+        check=False, capture_output=True, text=True, timeout=120, env=bench_data.child_env(), cwd=ROOT,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "error: --postgres-only needs --postgres URL\n"
 
 
 def test_http_percentiles_are_nearest_rank_in_milliseconds():

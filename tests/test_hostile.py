@@ -269,10 +269,11 @@ def mutations(tool: str, wire: bool) -> st.SearchStrategy[Mutation]:
 class Session:
     """A worker and a reviewer on one database, driven synchronously (hypothesis) through a portal."""
 
-    def __init__(self, portal: BlockingPortal, worker: Client, reviewer: Client, probe: Registry) -> None:
+    def __init__(self, portal: BlockingPortal, worker: Client, reviewer: Client, probe: Registry, as_worker: Registry) -> None:
         self.portal = portal
         self.worker, self.reviewer = Agent(worker), Agent(reviewer)
         self.probe = probe
+        self.as_worker = Direct(as_worker)
         self.anchor = self.run(self.worker.call("create_tasks", tasks=[{"title": "anchor", "tags": [TAG]}]))["ids"][0]
 
     def run(self, coro: Any) -> Any:
@@ -288,7 +289,9 @@ class Session:
             raise AssertionError(f"{tool} answered with a JSON-RPC error, not a tool result: {exc.code} {exc.message}")
 
     def prepare(self, state: str | None) -> tuple[str, str | None]:
-        return ("", None) if state is None else self.run(prepare(self.worker, state))
+        """A fresh task in `state`, held by the worker: made in this process (what is under test
+        is the call that follows, not the calls that set it up)."""
+        return ("", None) if state is None else self.run(prepare(self.as_worker, state))
 
     def snapshot(self, ids: list[str]) -> Any:
         return self.run(snapshot(self.probe, ids))
@@ -302,7 +305,18 @@ class Session:
         assert self.run(self.probe.verify()) == []
 
 
-async def prepare(worker: Agent, state: str, **spec: Any) -> tuple[str, str | None]:
+class Direct:
+    """The registry of an agent, called as its tools are: `call(tool, **args)` gives the answer as
+    data. The same database and agent as the server under test, without the transport."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def call(self, tool: str, **args: Any) -> dict[str, Any]:
+        return (await getattr(self.registry, tool)(**args)).model_dump(mode="json")
+
+
+async def prepare(worker: Agent | Direct, state: str, **spec: Any) -> tuple[str, str | None]:
     """A fresh task moved into `state` by `worker` through the tools; returns (id, lease)."""
     spec = {"title": "prepared", "tags": [TAG], "requires_review": state == "REVIEW",
             "max_retries": 0 if state == "FAILED" else 3, **spec}
@@ -330,17 +344,20 @@ async def snapshot(reg: Registry, ids: list[str]) -> Any:
 @contextlib.contextmanager
 def open_session(db: str, mode: str, *, stdio: bool = False) -> Iterator[Session]:
     """Worker and reviewer servers on `db` (in memory, or `mcp-tasks serve` children) and a probe registry."""
+    clock = None if stdio else FakeClock()  # in memory, a clock that never moves: no lease runs out behind a snapshot's back
     with start_blocking_portal() as portal, contextlib.ExitStack() as stack:
         clients = []
         for name in ("worker", "reviewer"):
             if stdio:
                 target: Any = stdio_params(db, name, "--sync", "normal", "--reaper-interval", "3600")
-            else:  # a clock that never moves: no lease runs out behind a snapshot's back
-                target = create_server(db, agent=name, synchronous="NORMAL", clock=FakeClock(), reaper_interval=1e6)
+            else:
+                target = create_server(db, agent=name, synchronous="NORMAL", clock=clock, reaper_interval=1e6)
             client = Client(target, mode=mode, read_timeout_seconds=60)  # an unanswered call fails, not hangs
             clients.append(stack.enter_context(portal.wrap_async_context_manager(client)))
-        probe = stack.enter_context(portal.wrap_async_context_manager(Registry(make_store(db), agent="probe")))
-        yield Session(portal, clients[0], clients[1], probe)
+        probe, as_worker = (
+            stack.enter_context(portal.wrap_async_context_manager(Registry(make_store(db), agent=name, clock=clock)))
+            for name in ("probe", "worker"))
+        yield Session(portal, clients[0], clients[1], probe, as_worker)
 
 
 # ---------------------------------------------------------------- what every answer must be

@@ -45,7 +45,7 @@ DESCRIPTION = (
     "reference value). The full run takes a minute or more (it builds a 100k-task, 1M-event database); "
     "--quick takes seconds. --postgres URL adds the PostgreSQL store's rows: claims/s vs raw psycopg loops "
     "(1 and 16 connections), list_available(50), and cross-server notification latency, measured in new "
-    "schemas that are dropped afterwards."
+    "schemas that are dropped afterwards; --postgres-only leaves SQLite's rows out."
 )
 
 
@@ -110,25 +110,27 @@ class Bench:
         return path
 
 
-def row_names(quick: bool, db: str | None = None, postgres: bool = False) -> list[str]:
+def row_names(quick: bool, db: str | None = None, postgres: bool = False, sqlite: bool = True) -> list[str]:
     """The measure column of every row a run prints (the test checks each is there); `postgres`:
-    with the rows of --postgres."""
+    with the rows of --postgres; not `sqlite`: without SQLite's (--postgres-only)."""
     # These load the MCP server and client: imported here, not for every CLI command.
     from . import aggregates_bench, board_bench, http_bench, transfer_bench, verify_bench
 
     sizes = QUICK if quick else FULL
-    names = ["claims/s, registry, 1 process", "claims/s, registry, 4 processes"]
-    if db is None:
-        names += [f"list_available(50), {n:,} tasks" for n in sizes.list_sizes]
-    else:
-        names.append("list_available(50), --db copy")
-    names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS",
-              *board_bench.ROWS, *aggregates_bench.row_names(sizes.rss_events, _short, db is not None),
-              *transfer_bench.row_names(postgres), *verify_bench.ROWS]
+    names: list[str] = []
+    if sqlite:
+        names += ["claims/s, registry, 1 process", "claims/s, registry, 4 processes"]
+        if db is None:
+            names += [f"list_available(50), {n:,} tasks" for n in sizes.list_sizes]
+        else:
+            names.append("list_available(50), --db copy")
+        names += ["MCP tool call over stdio", *http_bench.row_names(), "cold start to first tools/list", "server RSS",
+                  *board_bench.ROWS, *aggregates_bench.row_names(sizes.rss_events, _short, db is not None),
+                  *transfer_bench.row_names(postgres=False), *verify_bench.ROWS]
     if postgres:
         from . import postgres_figures
 
-        names += postgres_figures.row_names(quick)
+        names += [*transfer_bench.row_names(postgres=True), *postgres_figures.row_names(quick)]
     return names
 
 
@@ -386,9 +388,11 @@ def _short(n: int) -> str:
 
 
 async def run(quick: bool = False, db: str | None = None, synchronous: str = "FULL",
-              say: Callable[[str], None] | None = None, postgres: str | None = None) -> tuple[list[Figure], list[str]]:
+              say: Callable[[str], None] | None = None, postgres: str | None = None,
+              sqlite: bool = True) -> tuple[list[Figure], list[str]]:
     """Every benchmark (small with `quick`; on a copy of `db` when given; and the PostgreSQL rows,
-    in schemas of their own on the server at `postgres`, when given); returns (figures, notes)."""
+    in schemas of their own on the server at `postgres`, when given; SQLite's only with `sqlite`);
+    returns (figures, notes)."""
     from . import aggregates_bench, board_bench, http_bench, transfer_bench, verify_bench
 
     with tempfile.TemporaryDirectory(prefix="mcp-tasks-bench-") as tmp:
@@ -398,22 +402,30 @@ async def run(quick: bool = False, db: str | None = None, synchronous: str = "FU
         if db is not None:
             b.user_db = Path(db)
             await D.copy_db(b.user_db, b.work / "base.db")
-        figures = await bench_claims(b)
-        for total in ([None] if db is not None else b.sizes.list_sizes):
-            figures.append(await bench_list(b, total))
-        figures.append(await bench_mcp_call(b))
-        figures += await http_bench.run(b)
-        figures.append(await bench_cold_start(b))
-        figures.append(await bench_rss(b))
-        b.say("board: render times on the large database")
-        db_large = await large_db(b)
-        figures += await board_bench.run(b, db_large, large_size(db_large))
-        figures += await aggregates_bench.run(b, db_large, _short)
-        figures += await transfer_bench.run(b, db_large, large_size(db_large), postgres)
-        figures += await verify_bench.run(b, db_large, large_size(db_large))
+        figures: list[Figure] = []
+        if sqlite:
+            figures += await bench_claims(b)
+            for total in ([None] if db is not None else b.sizes.list_sizes):
+                figures.append(await bench_list(b, total))
+            figures.append(await bench_mcp_call(b))
+            figures += await http_bench.run(b)
+            figures.append(await bench_cold_start(b))
+            figures.append(await bench_rss(b))
+        if sqlite or not quick:
+            db_large = await large_db(b)
+            size = large_size(db_large)
+        else:  # --quick --postgres-only: the transfer rows make a small database of their own
+            db_large, size = b.work / "rss.db", ""
+        if sqlite:
+            b.say("board: render times on the large database")
+            figures += await board_bench.run(b, db_large, size)
+            figures += await aggregates_bench.run(b, db_large, _short)
+            figures += await transfer_bench.run(b, db_large, size)
+            figures += await verify_bench.run(b, db_large, size)
         if postgres is not None:
             from . import postgres_figures
 
+            figures += await transfer_bench.run_postgres(b, db_large, size, postgres)
             figures += await postgres_figures.run(b, postgres)
         return figures, b.notes
 
@@ -478,6 +490,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure the PostgreSQL store on this server (postgresql://USER@HOST:PORT/DBNAME): "
                              "every figure is taken in new schemas that are dropped afterwards; the schema the URL "
                              "names and all other data are never touched")
+    parser.add_argument("--postgres-only", action="store_true",
+                        help="with --postgres: only the PostgreSQL rows, none of SQLite's")
 
 
 async def cmd_bench(args: argparse.Namespace) -> int:
@@ -486,6 +500,9 @@ async def cmd_bench(args: argparse.Namespace) -> int:
         print(f"error: no database file at {args.db}", file=sys.stderr)
         return 2
     postgres = getattr(args, "postgres", None)
+    if args.postgres_only and postgres is None:
+        print("error: --postgres-only needs --postgres URL", file=sys.stderr)
+        return 2
     server = None
     if postgres is not None:
         try:
@@ -502,7 +519,8 @@ async def cmd_bench(args: argparse.Namespace) -> int:
     if server is not None:
         print(f"postgres: PostgreSQL {server['version'].split()[0]} at {server['location']}, "
               f"synchronous_commit={server['sync']}; measured in new schemas, dropped afterwards", flush=True)
-    figures, notes = await run(quick=args.quick, db=args.db, synchronous=args.sync, postgres=postgres)
+    figures, notes = await run(quick=args.quick, db=args.db, synchronous=args.sync, postgres=postgres,
+                               sqlite=not args.postgres_only)
     print(render(figures))
     for note in notes:
         print(f"note: {note}")

@@ -28,8 +28,8 @@ POSTGRES_ROWS = ("export, PostgreSQL", "import, PostgreSQL")
 
 
 def row_names(postgres: bool) -> list[str]:
-    """The measure column of every transfer row (with --postgres: and PostgreSQL's)."""
-    return [*ROWS, *(POSTGRES_ROWS if postgres else ())]
+    """The measure column of every transfer row: SQLite's, or with `postgres` PostgreSQL's."""
+    return list(POSTGRES_ROWS if postgres else ROWS)
 
 
 def _raw_read_sqlite(db: Path) -> tuple[int, float]:
@@ -75,36 +75,39 @@ async def _import(location: str, file: Path) -> tuple[int, float]:
         await store.close()
 
 
-async def run(b: Bench, db: Path, size: str, postgres: str | None) -> list[Figure]:
-    """Export and import rates on the large SQLite database `db` (`size` says what it holds), and
-    on PostgreSQL at `postgres` when given (in a schema of the run's own, dropped afterwards)."""
+async def run(b: Bench, db: Path, size: str) -> list[Figure]:
+    """Export and import rates on the large SQLite database `db` (`size` says what it holds)."""
     import asyncio
 
     from .bench import Figure
 
-    from . import bench_data as D
-    from .bench import large_size
-
-    if b.sizes.claim_rounds == 1:  # --quick
-        db = b.work / "transfer.db"
-        await D.blocked_outranking_db(db, QUICK_TASKS)
-        D.add_history(db, QUICK_EVENTS)
-        size = large_size(db)
+    db, size = await _source(b, db, size)
     file = b.work / "export.jsonl"
     b.say(f"export and import: {size}")
-    events, seconds = await _export(str(db), file)
-    raw, raw_seconds = await asyncio.to_thread(_raw_read_sqlite, db)
-    exported = events / seconds
-    figures = [Figure(f"{ROWS[0]}, {size}", exported, "events/s", "raw read of the event log", raw / raw_seconds)]
-    events, seconds = await _import(str(b.work / "imported.db"), file)
-    figures.append(Figure(f"{ROWS[1]}, {size}", events / seconds, "events/s", "export, SQLite", exported))
-    (b.work / "imported.db").unlink()
-    if postgres is None:
-        file.unlink()
-        return figures
+    try:
+        events, seconds = await _export(str(db), file)
+        raw, raw_seconds = await asyncio.to_thread(_raw_read_sqlite, db)
+        exported = events / seconds
+        figures = [Figure(f"{ROWS[0]}, {size}", exported, "events/s", "raw read of the event log", raw / raw_seconds)]
+        events, seconds = await _import(str(b.work / "imported.db"), file)
+        figures.append(Figure(f"{ROWS[1]}, {size}", events / seconds, "events/s", "export, SQLite", exported))
+    finally:
+        (b.work / "imported.db").unlink(missing_ok=True)
+        file.unlink(missing_ok=True)
+    return figures
 
+
+async def run_postgres(b: Bench, db: Path, size: str, postgres: str) -> list[Figure]:
+    """Export and import rates on PostgreSQL at `postgres`: the large SQLite database's export
+    imported into a schema of the run's own (dropped afterwards), then exported from it."""
+    import asyncio
+
+    from .bench import Figure
     from . import postgres_bench as P
 
+    db, size = await _source(b, db, size)
+    file = b.work / "export.jsonl"
+    await _export(str(db), file)
     schemas = P.Schemas(postgres)
     try:
         url = schemas.url_of("transfer")
@@ -113,7 +116,7 @@ async def run(b: Bench, db: Path, size: str, postgres: str | None) -> list[Figur
         events, seconds = await _export(url, b.work / "pg-export.jsonl")
         raw, raw_seconds = await asyncio.to_thread(_raw_read_postgres, url)
         exported = events / seconds
-        figures += [
+        return [
             Figure(f"{POSTGRES_ROWS[0]}, {size}", exported, "events/s", "raw read of the event log", raw / raw_seconds),
             Figure(f"{POSTGRES_ROWS[1]}, {size}", imported / import_seconds, "events/s", "export, PostgreSQL", exported),
         ]
@@ -121,4 +124,17 @@ async def run(b: Bench, db: Path, size: str, postgres: str | None) -> list[Figur
         await asyncio.to_thread(schemas.drop_all)
         file.unlink(missing_ok=True)
         (b.work / "pg-export.jsonl").unlink(missing_ok=True)
-    return figures
+
+
+async def _source(b: Bench, db: Path, size: str) -> tuple[Path, str]:
+    """The database the rates are measured on: `db`, or with --quick a small one of its own."""
+    from . import bench_data as D
+    from .bench import large_size
+
+    if b.sizes.claim_rounds != 1:
+        return db, size
+    small = b.work / "transfer.db"
+    if not small.exists():
+        await D.blocked_outranking_db(small, QUICK_TASKS)
+        D.add_history(small, QUICK_EVENTS)
+    return small, large_size(small)
