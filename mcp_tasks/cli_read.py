@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, AsyncIterator
 
-from . import limits
+from . import limits, verification
 from .cli_options import bounded, open_registry
 from .display import duration, local, print_json, relative, short, table
 from .errors import TaskNotFound
@@ -166,16 +166,15 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
-    from .verification import describe, summary
-
     async with open_registry(args) as reg:
-        found = await reg.verify(since=args.since)
+        found = await reg.verify(since=args.since, jobs=args.jobs)
     if args.json:
-        print_json({"ok": not found, "tasks": found.tasks, "since": found.since, "problems": list(found)})
+        print_json({"ok": not found, "tasks": found.tasks, "since": found.since, "jobs": found.jobs,
+                    "problems": list(found)})
         return 1 if found else 0
     for d in found:
-        print(describe(d))
-    print(summary(found))
+        print(verification.describe(d))
+    print(verification.summary(found))
     return 1 if found else 0
 
 
@@ -305,6 +304,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, output: argparse.Argu
     s = sub.add_parser("verify", parents=both, help="replay every task from its events and compare")
     s.add_argument("--since", type=bounded(int, 0, 2**62), metavar="SEQ",
                    help="check only the tasks changed after event SEQ (each whole) and the log after it")
+    s.add_argument("--jobs", type=bounded(int, 1, 64), metavar="N",
+                   help=f"processes replaying the tasks of a whole check (default: one per core, at most "
+                        f"{verification.MAX_JOBS}, from {verification.PARALLEL_FROM:,} tasks; else 1)")
     s.set_defaults(run=cmd_verify, reads=True)
 
     s = sub.add_parser("events", parents=both, help="print the event log (--follow to tail it)")

@@ -132,13 +132,15 @@ class Reads:
             raise TaskNotFound(f"no events for task {tid}")
         return task
 
-    async def verify(self, *, batch: int = PAGE, since: int | None = None) -> Findings:
+    async def verify(self, *, batch: int = PAGE, since: int | None = None, jobs: int | None = 1) -> Findings:
         """Every problem with the stored tasks and the event log (empty when there is none): each
         row replayed from its events, rows and edges the log cannot explain, holes in the event
         sequence, unmet_deps counters (verification.py). With `since` (a seq), only the tasks that
-        events numbered after it name, each whole, and the sequence after it."""
+        events numbered after it name, each whole, and the sequence after it. `jobs`: processes
+        that replay the rows of a whole check (None: one per core on a large registry)."""
         after = None if since is None else limits.integer("since", since, 0, 2**62)
-        return await verify_store(self.store, batch=batch, since=after)
+        count = None if jobs is None else limits.integer("jobs", jobs, 1, 64)
+        return await verify_store(self.store, batch=batch, since=after, jobs=count)
 
     async def counts(self) -> dict[State, int]:
         """Number of tasks in each state (every state present, zero included)."""

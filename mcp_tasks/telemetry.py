@@ -145,6 +145,9 @@ class TracedStore:
     async def read(self, fn: Callable[[ReadTx], T]) -> T:
         return await self._run("read", self.store.read(fn))
 
+    def reader_location(self) -> str | None:
+        return self.store.reader_location()
+
     async def settle(self) -> None:
         await self.store.settle()
 

@@ -19,7 +19,11 @@ reads those events on the seq index, so its cost follows the changes, not the si
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from enum import Enum
 from typing import Any, Sequence
 
@@ -35,19 +39,25 @@ LIMIT = 1000  # rows per read of the log-wide checks, and the most sequence brea
 class Findings(list[Difference]):
     """What verify found: the problems (the list itself: empty when there are none), and what it
     covered: `tasks` checked against their events; `since` None for the whole database, else the
-    seq after which events were looked at (only the tasks they name, and the sequence after it)."""
+    seq after which events were looked at (only the tasks they name, and the sequence after it);
+    `jobs` the processes that replayed the tasks (1: the caller's alone)."""
 
-    def __init__(self, problems: list[Difference], *, tasks: int, since: int | None) -> None:
+    def __init__(self, problems: list[Difference], *, tasks: int, since: int | None, jobs: int = 1) -> None:
         super().__init__(problems)
         self.tasks = tasks
         self.since = since
+        self.jobs = jobs
 
 
-async def verify(store: Store, *, batch: int = PAGE, since: int | None = None) -> Findings:
+async def verify(store: Store, *, batch: int = PAGE, since: int | None = None, jobs: int | None = 1) -> Findings:
     """Every problem found in `store`, those of the event sequence first, then by task id. With
     `since`, only in the tasks that have an event numbered after it (each checked whole: its row
     against all its events) and in the sequence after it; the log-wide checks of rows and edges
     are left out.
+
+    `jobs`: processes that replay the task rows of a whole check, each a slice of them, while
+    this one makes the log-wide checks (None: one per core, at most MAX_JOBS, when the registry
+    holds PARALLEL_FROM tasks or more; else 1). The answer is the same for every number.
 
     The cyclic garbage collector is paused meanwhile (in the whole process): verify makes
     millions of objects, none in a cycle, and the collector's passes over them cost a quarter of
@@ -56,7 +66,10 @@ async def verify(store: Store, *, batch: int = PAGE, since: int | None = None) -
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if since is None:
+        slices, used = ([], 1) if since is not None else await _slices(store, jobs)
+        if slices:
+            out, tasks = await _every_task_in_processes(store, batch, slices, used)
+        elif since is None:
             out, tasks = await _every_task(store, batch)
         else:
             out, tasks = await _tasks_touched(store, batch, since)
@@ -71,23 +84,37 @@ async def verify(store: Store, *, batch: int = PAGE, since: int | None = None) -
             problem=f"the sequence breaks more than {LIMIT} times; only the first {LIMIT} are listed",
         ))
     out.sort(key=lambda d: d.task_id or "")  # stable: each task's problems stay in check order
-    return Findings(seq_problems + out, tasks=tasks, since=since)
+    return Findings(seq_problems + out, tasks=tasks, since=since, jobs=used)
 
 
 async def _every_task(store: Store, batch: int) -> tuple[list[Difference], int]:
     """Problems of every task row, of event task ids without a row, of edges and of unmet_deps
     counters; and how many rows were checked."""
+    out, tasks = await _task_rows(store, batch, 0, None)
+    return out + await _log_wide(store), tasks
+
+
+async def _task_rows(store: Store, batch: int, after: int, upto: int | None) -> tuple[list[Difference], int]:
+    """Problems of the task rows at positions after `after`, up to `upto` (None: the last one);
+    and how many rows were checked."""
     out: list[Difference] = []
-    after = tasks = 0
+    tasks = 0
     while True:
         page = await store.read(lambda tx: tx.tasks_with_events(after, batch))
+        full = len(page) == batch
+        if upto is not None and page and page[-1].num > upto:
+            page, full = [item for item in page if item.num <= upto], False
         for item in page:
             out.extend(task_problems(item.task_id, item.task, item.events))
         tasks += len(page)
-        if len(page) < batch:
-            break
+        if not full:
+            return out, tasks
         after = page[-1].num
 
+
+async def _log_wide(store: Store) -> list[Difference]:
+    """Problems of event task ids without a row, of edges and of unmet_deps counters."""
+    out: list[Difference] = []
     last_id = ""
     while True:
         orphans = await store.read(lambda tx: tx.event_tasks_without_row(last_id, LIMIT))
@@ -111,7 +138,63 @@ async def _every_task(store: Store, batch: int) -> tuple[list[Difference], int]:
 
     for tid, stored, actual in await store.read(lambda tx: tx.unmet_mismatches()):
         out.append(Difference(task_id=tid, field="unmet_deps(counted)", stored=stored, replayed=actual))
-    return out, tasks
+    return out
+
+
+# ---- the task rows in several processes
+
+PARALLEL_FROM = 20_000  # tasks: below this, starting processes costs more than it saves
+MAX_JOBS = 4
+SLICES_PER_JOB = 4  # slices are handed out as processes finish, so an uneven slice delays less
+
+
+async def _slices(store: Store, jobs: int | None) -> tuple[list[tuple[int, int | None]], int]:
+    """The (after, upto] position ranges of the task rows, and how many processes check them;
+    no ranges when they are to be checked here (one job, a registry too small for `jobs` None,
+    or a database no other process can open)."""
+    if jobs == 1 or store.reader_location() is None:
+        return [], 1
+    tasks = (await store.read(lambda tx: tx.registry_size())).tasks
+    if jobs is None:
+        jobs = min(os.cpu_count() or 1, MAX_JOBS) if tasks >= PARALLEL_FROM else 1
+    if jobs <= 1:
+        return [], 1
+    every = max(1, -(-tasks // (jobs * SLICES_PER_JOB)))
+    bounds = [0, *await store.read(lambda tx: tx.task_marks(every))]
+    return [*zip(bounds, bounds[1:]), (bounds[-1], None)], jobs
+
+
+async def _every_task_in_processes(
+    store: Store, batch: int, slices: list[tuple[int, int | None]], jobs: int
+) -> tuple[list[Difference], int]:
+    """What _every_task finds, with the task rows replayed by `jobs` processes (a slice each at a
+    time) while this one makes the log-wide checks."""
+    location = store.reader_location()
+    assert location is not None
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no store thread or lock copied
+    with ProcessPoolExecutor(max_workers=min(jobs, len(slices)), mp_context=context) as pool:
+        parts = [loop.run_in_executor(pool, _check_slice, location, batch, lo, hi) for lo, hi in slices]
+        log_wide = await _log_wide(store)
+        done = await asyncio.gather(*parts)
+    out = [d for found, _ in done for d in found]
+    return out + log_wide, sum(n for _, n in done)
+
+
+def _check_slice(location: str, batch: int, after: int, upto: int | None) -> tuple[list[Difference], int]:
+    """In a verify process: the problems of the task rows in (after, upto] at `location`."""
+    from .stores import make_store
+
+    async def check() -> tuple[list[Difference], int]:
+        store = make_store(location, create=False)
+        await store.open()
+        try:
+            return await _task_rows(store, batch, after, upto)
+        finally:
+            await store.close()
+
+    gc.disable()
+    return asyncio.run(check())
 
 
 async def _tasks_touched(store: Store, batch: int, since: int) -> tuple[list[Difference], int]:

@@ -426,6 +426,25 @@ async def test_verification_queries_on_a_clean_database(store):
     assert histories[0].task.depends_on == ["t-a"]
 
 
+async def test_task_marks_slice_the_rows_and_another_process_can_read_the_same_database(store):
+    await put(store, *(task(f"t-{i:02d}") for i in range(7)))
+    nums = [h.num for h in await store.read(lambda tx: tx.tasks_with_events(0, 100))]
+    assert len(nums) == 7 and nums == sorted(nums)
+    assert await store.read(lambda tx: tx.task_marks(3)) == [nums[2], nums[5]]
+    assert await store.read(lambda tx: tx.task_marks(1)) == nums
+    assert await store.read(lambda tx: tx.task_marks(8)) == []
+    location = store.reader_location()
+    assert location is not None
+    reader = make_store(location, create=False)
+    await reader.open()
+    try:
+        assert [h.task_id for h in await reader.read(lambda tx: tx.tasks_with_events(0, 100))] == [
+            f"t-{i:02d}" for i in range(7)]
+    finally:
+        await reader.close()
+    assert make_store(":memory:").reader_location() is None
+
+
 async def test_now_is_the_stores_clock_in_every_transaction(store):
     wall = time.time()
     read_now, write_now = await store.read(lambda tx: tx.now()), await store.write(lambda tx: tx.now())

@@ -11,6 +11,7 @@ that does not parse), its case damages the same column in a way the types allow.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -231,6 +232,31 @@ async def test_verify_reports_each_kind_of_tampering(registry, db, case):
     assert await registry.verify() == []  # the problems below come from the tampering alone
     tamper(db, *case.statements(db.kind, named))
     check(case, db.kind, named, await registry.verify())
+
+
+TOGETHER = ["deleted DONE row", "deleted ACTIVE row with a dependent", "inserted dependency edges",
+            "deleted event in the middle", "event data not JSON", "copied created event", "error_log not JSON",
+            "priority holds text"]  # damages that can be done to one database side by side
+
+
+async def test_processes_find_what_one_process_finds(registry, db):
+    """`jobs`: the task rows replayed in several processes, a slice each (rows of every kind of
+    damage falling in different slices, pages of one row), give the same problems in the same
+    order and the same count of tasks checked; so does `mcp-tasks verify --jobs N --json`."""
+    cases = [c for c in CASES if c.name in TOGETHER]
+    built = [(case, await case.build(registry)) for case in cases]
+    for case, named in built:
+        tamper(db, *case.statements(db.kind, named))
+    alone = await registry.verify()
+    assert {where(d) for case, named in built for d in alone} >= {w for case, named in built for w, _ in case.expect(named)}
+    for jobs, batch in ((2, 250), (3, 1)):
+        together = await registry.verify(jobs=jobs, batch=batch)
+        assert [describe(d) for d in together] == [describe(d) for d in alone], jobs
+        assert together.tasks == alone.tasks and together.since is None and (alone.jobs, together.jobs) == (1, jobs)
+    out = cli("verify", "--db", db.location, "--jobs", "2", "--json")
+    assert out.returncode == 1, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["tasks"] == alone.tasks and len(answer["problems"]) == len(alone) and answer["jobs"] == 2
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

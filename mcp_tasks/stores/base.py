@@ -307,6 +307,11 @@ class ReadTx(Protocol):
         CorruptRow it raised, never raised: one damaged row must not stop verify."""
         ...
 
+    def task_marks(self, every: int) -> list[int]:
+        """The position (`TaskHistory.num`) of every `every`-th task row in insertion order: the
+        bounds of slices of the rows of equal size (verify checks them in separate processes)."""
+        ...
+
     def task_histories(self, ids: list[str]) -> list[TaskHistory]:
         """The rows of the tasks `ids`, in insertion order, each with all its events in seq order
         (as tasks_with_events reads them), then the ids that have events but no row (`task` None)."""
@@ -499,6 +504,11 @@ class Store(Protocol):
 
     async def read(self, fn: Callable[[ReadTx], T]) -> T:
         """Run `fn` on one consistent read snapshot."""
+        ...
+
+    def reader_location(self) -> str | None:
+        """Where another process can open this same database only to read it (a location
+        make_store takes); None when no other process can (an in-memory database)."""
         ...
 
     async def settle(self) -> None:

@@ -333,6 +333,9 @@ class PostgresStore:
             if n < NUMBER_BATCH:
                 return total
 
+    def reader_location(self) -> str | None:
+        return self.url
+
     async def settle(self) -> None:
         """Number every event committed so far that can be numbered (those of transactions that
         started before one still running wait for it).

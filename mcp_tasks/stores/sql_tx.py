@@ -429,6 +429,9 @@ class SqlTx:
     def tasks_with_events(self, after: int, limit: int) -> list[TaskHistory]:
         return self._histories(self._all("tasks_page", {"after": after, "limit": limit}), [])
 
+    def task_marks(self, every: int) -> list[int]:
+        return [int(r["num"]) for r in self._all("task_marks", {"every": every})]
+
     def task_histories(self, ids: list[str]) -> list[TaskHistory]:
         return self._histories(self._all("tasks_of_ids", {"ids": self._list(ids)}), ids)
 

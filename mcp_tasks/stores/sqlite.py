@@ -8,6 +8,7 @@ but may lose the last transactions on power loss (never on a process crash).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
 import time
@@ -203,6 +204,12 @@ class SqliteStore:
         if self._reader is None:
             raise StoreUnavailable("the database is not open (the server is starting or stopping)")
         return await self._reader.run(partial(self._read_tx, fn))
+
+    def reader_location(self) -> str | None:
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            return None
+        path = os.path.abspath(self.path)
+        return path if "?" in path else f"sqlite:///{path}?mode=ro"
 
     async def settle(self) -> None:
         """SQLite's single writer numbers events as it writes them: nothing to do."""

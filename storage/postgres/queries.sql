@@ -338,6 +338,12 @@ FROM (
 -- Task rows in insertion order (num never fails to read, unlike a damaged id).
 SELECT * FROM tasks WHERE num > %(after)s ORDER BY num LIMIT %(limit)s;
 
+-- name: task_marks
+-- Every Nth task row's num in insertion order (N = the every parameter): the bounds of slices of
+-- the task rows of equal size, which verify checks in separate processes.
+SELECT num FROM (SELECT num, row_number() OVER (ORDER BY num) AS r FROM tasks) AS numbered
+WHERE r %% %(every)s = 0 ORDER BY num;
+
 -- name: tasks_of_ids
 SELECT * FROM tasks WHERE id = ANY(%(ids)s::text[]) ORDER BY num;
 
