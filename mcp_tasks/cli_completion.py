@@ -10,8 +10,8 @@ from typing import Any
 
 SHELLS = ("bash", "zsh", "fish")
 TASK_ID_ARGUMENTS = ("task_id", "task_ids")
-# The newest task ids, asked of the database named on the command line (bash, zsh) or by
-# MCP_TASKS_DB (fish) each time they are completed: one short run of mcp-tasks.
+# The newest task ids, asked of the database named on the command line (`--db X`; else
+# MCP_TASKS_DB or the default) each time they are completed: one short run of mcp-tasks.
 IDS = "list --ids -n 100"
 
 
@@ -178,6 +178,15 @@ def fish(parser: argparse.ArgumentParser) -> str:
         "    end",
         "    echo $path",
         "end",
+        "# The newest task ids, of the database the command line names with --db",
+        "function __mcp_tasks_ids",
+        "    set -l words (commandline -opc)",
+        "    set -l db",
+        "    for i in (seq (math (count $words) - 1))",
+        "        test $words[$i] = --db; and set db --db $words[(math $i + 1)]",
+        "    end",
+        f"    mcp-tasks $db {IDS} 2>/dev/null",
+        "end",
     ]
     for c in cmds:
         when = f"-n {_fish_quote(f'test (__mcp_tasks_path) = {_fish_quote(c.path)}')}"
@@ -186,7 +195,7 @@ def fish(parser: argparse.ArgumentParser) -> str:
         if c.words:
             lines.append(f"complete -c mcp-tasks -f {when} -a {_fish_quote(' '.join(c.words))}")
         if c.task_ids:
-            lines.append(f"complete -c mcp-tasks -f {when} -a {_fish_quote(f'(mcp-tasks {IDS} 2>/dev/null)')}")
+            lines.append(f"complete -c mcp-tasks -f {when} -a '(__mcp_tasks_ids)'")
         for o in c.options:
             flags = " ".join(f"-l {f[2:]}" if f.startswith("--") else f"-s {f[1:]}" for f in o.flags)
             value = (f" -xa {_fish_quote(' '.join(o.choices))}" if o.choices else " -r") if o.takes_value else ""

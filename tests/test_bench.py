@@ -110,6 +110,14 @@ def test_postgres_option_with_an_unreachable_server_says_so_in_one_line():
         proc.stderr
 
 
+def test_db_before_the_command_is_the_bench_db_too(tmp_path):
+    missing = tmp_path / "missing.db"
+    for argv in (["--db", str(missing), "bench", "--quick"], ["bench", "--quick", "--db", str(missing)]):
+        proc = subprocess.run([sys.executable, "-m", "mcp_tasks", *argv], check=False, capture_output=True, text=True,
+                              timeout=120, env=bench_data.child_env(), cwd=ROOT)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"error: no database file at {missing}\n"), argv
+
+
 async def test_postgres_raw_loops_claim_each_ready_task_once_and_the_naive_scan_agrees():
     schemas = postgres_bench.Schemas(pg_base())
     try:

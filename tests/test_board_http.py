@@ -77,10 +77,11 @@ async def test_every_page_renders_what_the_registry_holds(db) -> None:
                          "Recent events", dead, held, review, up, "flaky deploy", "long job"):
             assert expected in html, expected
         assert "content-security-policy" in page.headers and "server-timing" in page.headers
+        assert "Held work <small>1 task, 1 agent</small>" in html
 
         tasks = await client.get("/tasks", params={"type": "code"})
         assert tasks.status_code == 200 and down in tasks.text and up not in tasks.text
-        assert re.search(r">1 tasks", tasks.text)
+        assert re.search(r">1 task <small>", tasks.text)  # one of a kind: no plural
         assert up in (await client.get("/tasks", params={"tag": "db", "q": "schem"})).text
         assert dead in (await client.get("/tasks", params={"state": "failed"})).text
         assert held in (await client.get("/tasks", params={"agent": "server"})).text

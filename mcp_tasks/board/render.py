@@ -37,10 +37,15 @@ def short_id(task_id: str) -> str:
     return task_id
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, plural unless n is 1: '1 task', '2,000 tasks'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def make_environment() -> Environment:
     """The Jinja environment of the board: autoescaping, strict undefined names, our filters."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True, auto_reload=False)
-    env.filters.update(when=when, dur=nice_duration, pretty=pretty, short_id=short_id)
+    env.filters.update(when=when, dur=nice_duration, pretty=pretty, short_id=short_id, counted=counted)
     env.globals.update(svg=svg, escape=escape)
     return env

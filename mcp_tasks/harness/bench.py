@@ -480,7 +480,7 @@ def render(figures: list[Figure]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench options: --db, --quick, --sync."""
-    parser.add_argument("--db", metavar="PATH",
+    parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,  # `mcp-tasks --db X bench` too
                         help="measure your own database: every figure is taken on copies of it in a temporary "
                              "folder (deleted afterwards); the file itself is only read, never changed")
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds (for CI)")
@@ -496,8 +496,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def cmd_bench(args: argparse.Namespace) -> int:
     """Run the bench from parsed arguments and print the header, the table and any notes."""
-    if args.db is not None and not Path(args.db).is_file():
-        print(f"error: no database file at {args.db}", file=sys.stderr)
+    db = getattr(args, "db", None)
+    if db is not None and not Path(db).is_file():
+        print(f"error: no database file at {db}", file=sys.stderr)
         return 2
     postgres = getattr(args, "postgres", None)
     if args.postgres_only and postgres is None:
@@ -515,11 +516,11 @@ async def cmd_bench(args: argparse.Namespace) -> int:
         except StoreError as exc:
             print(f"error: {exc.problem}", file=sys.stderr)
             return 2
-    print(machine(args.sync, args.quick, args.db), flush=True)
+    print(machine(args.sync, args.quick, db), flush=True)
     if server is not None:
         print(f"postgres: PostgreSQL {server['version'].split()[0]} at {server['location']}, "
               f"synchronous_commit={server['sync']}; measured in new schemas, dropped afterwards", flush=True)
-    figures, notes = await run(quick=args.quick, db=args.db, synchronous=args.sync, postgres=postgres,
+    figures, notes = await run(quick=args.quick, db=db, synchronous=args.sync, postgres=postgres,
                                sqlite=not args.postgres_only)
     print(render(figures))
     for note in notes:
