@@ -30,7 +30,8 @@ from .errors import CorruptRow, ImportRefused
 from .limits import MAX_PRIORITY, MIN_PRIORITY
 from .models import SCHEMA_VERSION, Event, Task
 from .states import State
-from .stores.base import ReadTx, RegistrySize, Store, WriteTx
+from .stores.base import ReadTx, Store, WriteTx
+from .stores.records import RegistrySize
 from .stores.rows import dumps, task_from_row
 
 FORMAT = "mcp-tasks-export"

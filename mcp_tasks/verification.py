@@ -30,7 +30,8 @@ from typing import Any, Sequence
 from .errors import CorruptRow, DamagedHistory
 from .models import Difference, Event, EventRecord, Task
 from .replay import differences
-from .stores.base import ReadTx, Store, TaskHistory, TouchedTask
+from .stores.base import ReadTx, Store
+from .stores.records import TaskHistory, TouchedTask
 
 PAGE = 250  # tasks replayed per read (each read costs a hop to the store's thread and back)
 LIMIT = 1000  # rows per read of the log-wide checks, and the most sequence breaks listed

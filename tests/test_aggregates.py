@@ -25,7 +25,7 @@ from mcp_tasks.charts import quantile
 from mcp_tasks.errors import LeaseError, TaskError
 from mcp_tasks.models import Event, Task
 from mcp_tasks.rules import Policy
-from mcp_tasks.stores.base import EventCount, TaskTotal, TimeBucket
+from mcp_tasks.stores.records import EventCount, TaskTotal, TimeBucket
 
 from .databases import TestDatabase
 from .helpers import FakeClock

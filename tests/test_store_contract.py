@@ -23,7 +23,7 @@ from mcp_tasks.errors import CorruptRow, StoreReadOnly
 from mcp_tasks.models import Task, Usage
 from mcp_tasks.states import State
 from mcp_tasks.stores import IdCollision, Store, make_store
-from mcp_tasks.stores.base import OrphanEvents, TaskTotal, TimeBucket, TouchedTask
+from mcp_tasks.stores.records import OrphanEvents, TaskTotal, TimeBucket, TouchedTask
 
 from .databases import TestDatabase
 

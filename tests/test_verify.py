@@ -376,7 +376,7 @@ def test_cli_replay_reports_damaged_or_incomplete_histories(db):
 
 
 def test_sequence_runs_from_breaks():
-    from mcp_tasks.stores.base import SeqRun
+    from mcp_tasks.stores.records import SeqRun
     from mcp_tasks.stores.rows import seq_runs
 
     # seqs present: -1, 2, 3, 3, 3, 7; the store handed out up to 9

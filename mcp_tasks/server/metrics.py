@@ -54,7 +54,8 @@ from ..errors import StoreError, TaskError
 from ..health import one_line
 from ..registry import Registry
 from ..states import LEASED_STATES, State
-from ..stores.base import EventCount, ReadTx
+from ..stores.base import ReadTx
+from ..stores.records import EventCount
 from ..telemetry import Appended
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from ..errors import CorruptRow
 from ..models import Event, EventRecord, Task, Usage
 from ..states import State
-from .base import SeqRun
+from .records import SeqRun
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _STATES = {s.value: s for s in State}

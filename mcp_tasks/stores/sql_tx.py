@@ -20,9 +20,10 @@ from typing import Any, Callable, TypeVar
 from ..errors import CorruptRow
 from ..models import Event, EventRecord, Task, TaskSummary, TokenEvent, TokenInfo
 from ..states import State
-from .base import (
-    BucketCount, BucketTimes, EventCount, FindKey, OrphanEdge, OrphanEvents, ReadyKey, RegistrySize, SeqRun, TaskHistory,
-    TaskTotal, TimeBucket, TouchedTask,
+from .base import FindKey, ReadyKey
+from .records import (
+    BucketCount, BucketTimes, EventCount, OrphanEdge, OrphanEvents, RegistrySize, SeqRun, TaskHistory, TaskTotal,
+    TimeBucket, TouchedTask,
 )
 from .rows import EVENT_COLUMNS, Row, dumps, event_from_row, event_records, read_column, seq_runs, task_from_row, task_params
 
