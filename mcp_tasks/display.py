@@ -35,21 +35,27 @@ def local(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def duration(seconds: float | None) -> str:
-    """A length of time in its two largest units: "4.2s", "42s", "1m 05s", "2h 03m", "3d 4h"; "-" for none."""
-    if seconds is None:
-        return "-"
+def duration(seconds: float | None, *, spaced: bool = False) -> str:
+    """A length of time in its two largest units, for terminals ("850ms", "4.2s", "42s", "1m 05s",
+    "2h 03m", "3d 4h"; "-" for none) or `spaced` for pages ("850 ms", "4.2 s", "42 s", "1 min 5 s",
+    "2 h 3 min", "3 d 4 h"; "–" for none). A negative length shows as 0."""
+    if seconds is None or seconds != seconds:
+        return "–" if spaced else "-"
     s = max(0.0, seconds)
+    sep, minutes = (" ", " min") if spaced else ("", "m")
+    if s < 1:
+        return f"{s * 1000:.0f}{sep}ms"
     if s < 10:
-        return f"{s:.1f}s"
+        return f"{s:.1f}{sep}s"
     whole = int(s)
     if whole < 60:
-        return f"{whole}s"
+        return f"{whole}{sep}s"
+    pad = "" if spaced else "02"
     if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
+        return f"{whole // 60}{minutes} {whole % 60:{pad}d}{sep}s"
     if whole < 86400:
-        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d {whole % 86400 // 3600}h"
+        return f"{whole // 3600}{sep}h {whole % 3600 // 60:{pad}d}{minutes}"
+    return f"{whole // 86400}{sep}d {whole % 86400 // 3600}{sep}h"
 
 
 def relative(ts: float | None, now: float) -> str:

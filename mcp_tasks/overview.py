@@ -6,7 +6,6 @@ methods and renders what they return. Every list is bounded; nothing loads every
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from . import limits
 from .charts import ChartFold, Charts, quantile
@@ -300,19 +299,3 @@ def lease_left(task: Task, now: float) -> float | None:
     if task.state not in LEASED_STATES or task.lease_expires_at is None:
         return None
     return max(0.0, task.lease_expires_at - now)
-
-
-def nice_duration(seconds: float | None) -> str:
-    """A duration for people: 850 ms, 12.3 s, 4 min 5 s, 3 h 20 min, 2 d 4 h."""
-    if seconds is None or math.isnan(seconds):
-        return "–"
-    s = abs(seconds)
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {int(s % 60)} s"
-    if s < 86400:
-        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
-    return f"{int(s // 86400)} d {int(s % 86400 // 3600)} h"

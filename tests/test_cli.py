@@ -190,7 +190,7 @@ def test_every_command_prints_json_with_the_models_field_names(db, capsys):
     assert code == 0 and [e["type"] for e in lines] == ["created", "scheduled", "updated", "cancelled"]
     assert all(isinstance(e["seq"], int) and isinstance(e["at"], float) for e in lines)
     verified = cli_json(capsys, "verify", *loc)
-    assert verified == {"ok": True, "tasks": 2, "since": None, "problems": []}
+    assert verified == {"ok": True, "tasks": 2, "since": None, "jobs": 1, "problems": []}
     replayed = cli_json(capsys, "replay", second, *loc)
     assert replayed["equal"] is True and replayed["task"]["state"] == "CANCELLED" and replayed["events"] == 4
     stats = cli_json(capsys, "stats", *loc)

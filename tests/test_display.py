@@ -35,12 +35,14 @@ def test_short_cuts_by_width_and_never_splits_a_character():
     assert short("fits", 4) == "fits" and short("abcdef", 4) == "abc…"
 
 
-@pytest.mark.parametrize(("seconds", "shown"), [
-    (None, "-"), (0.04, "0.0s"), (4.24, "4.2s"), (42.9, "42s"), (65, "1m 05s"), (7380, "2h 03m"),
-    (3 * 86400 + 4 * 3600 + 59, "3d 4h"),
+@pytest.mark.parametrize(("seconds", "shown", "spaced"), [
+    (None, "-", "–"), (float("nan"), "-", "–"), (-3, "0ms", "0 ms"), (0.0404, "40ms", "40 ms"),
+    (4.24, "4.2s", "4.2 s"), (42.9, "42s", "42 s"), (65, "1m 05s", "1 min 5 s"), (7380, "2h 03m", "2 h 3 min"),
+    (3 * 86400 + 4 * 3600 + 59, "3d 4h", "3 d 4 h"),
 ])
-def test_durations(seconds, shown):
+def test_durations_for_terminals_and_for_pages(seconds, shown, spaced):
     assert duration(seconds) == shown
+    assert duration(seconds, spaced=True) == spaced
 
 
 def test_local_dates_honour_tz_and_relative_times():

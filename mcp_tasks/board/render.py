@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from functools import partial
 from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from ..overview import nice_duration
+from ..display import duration
 from . import svg
 
 TEMPLATES = resources.files(__package__) / "templates"
@@ -46,6 +47,6 @@ def make_environment() -> Environment:
     """The Jinja environment of the board: autoescaping, strict undefined names, our filters."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True, auto_reload=False)
-    env.filters.update(when=when, dur=nice_duration, pretty=pretty, short_id=short_id, counted=counted)
+    env.filters.update(when=when, dur=partial(duration, spaced=True), pretty=pretty, short_id=short_id, counted=counted)
     env.globals.update(svg=svg, escape=escape)
     return env
