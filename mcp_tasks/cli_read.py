@@ -115,6 +115,7 @@ def _rows(items: list[Any], ready: bool) -> tuple[list[list[Any]], list[str]]:
 
 async def cmd_list(args: argparse.Namespace) -> int:
     shown, first = 0, True
+    widths: list[int] = []  # of every page so far: columns move only when a later page needs more room
     async with open_registry(args) as reg:
         async for items, cursor, total in _pages(reg, args):
             if args.ids:
@@ -132,7 +133,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 continue
             rows, headers = _rows(items, args.ready)
             if rows:
-                lines = table(rows, headers).splitlines()
+                lines = table(rows, headers, widths=widths).splitlines()
                 print("\n".join(lines if first else lines[2:]), flush=True)
             first, shown = False, shown + len(rows)
             if not args.all:

@@ -111,11 +111,16 @@ def pad(text: str, columns: int) -> str:
     return text + " " * max(0, columns - width(text))
 
 
-def table(rows: list[list[Any]], headers: list[str], indent: str = "") -> str:
+def table(rows: list[list[Any]], headers: list[str], indent: str = "", widths: list[int] | None = None) -> str:
     """Rows as left-aligned columns under a header and a rule, each line prefixed by `indent`;
-    columns line up in a terminal also when cells hold wide characters."""
+    columns line up in a terminal also when cells hold wide characters. `widths`: the columns'
+    widths so far (pages of one listing), widened in place to fit these rows."""
     cells = [headers, *([str(x) for x in r] for r in rows)]
-    widths = [max(width(x) for x in col) for col in zip(*cells)]
+    fit = [max(width(x) for x in col) for col in zip(*cells)]
+    if widths is None:
+        widths = fit
+    else:
+        widths[:] = [max(w, f) for w, f in zip(widths, fit)] if widths else fit
     lines = [cells[0], ["-" * w for w in widths], *cells[1:]]
     return "\n".join(indent + "  ".join(pad(x, w) for x, w in zip(line, widths)).rstrip() for line in lines)
 

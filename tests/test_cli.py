@@ -201,7 +201,8 @@ def test_every_command_prints_json_with_the_models_field_names(db, capsys):
 
 def test_list_pages_show_the_total_and_continue_by_cursor_or_all(db, capsys):
     loc = ("--db", db.location)
-    ids = [cli_json(capsys, "add", f"task {i}", *loc)["ids"][0] for i in range(5)]
+    ids = [cli_json(capsys, "add", f"task {i}" + (" with a longer title" if i == 4 else ""), *loc)["ids"][0]
+           for i in range(5)]
     code, out, _ = cli(capsys, "list", "-n", "2", *loc)
     assert code == 0 and "2 of 5 tasks" in out and ids[4] in out and ids[2] not in out
     cursor = out.split("--cursor ")[1].split()[0]
@@ -210,6 +211,9 @@ def test_list_pages_show_the_total_and_continue_by_cursor_or_all(db, capsys):
     code, out, _ = cli(capsys, "list", "-n", "2", "--all", *loc)
     assert code == 0 and all(i in out for i in ids) and "5 of 5 tasks" in out and "--cursor" not in out
     assert out.count("assignee") == 1  # one header for every page
+    lines = out.splitlines()
+    column = lines[0].index("updated")  # the widest title is on the first page: later pages keep its widths
+    assert all(line[column - 2:column] == "  " and line[column].isdigit() for line in lines[2:7]), out
     code, out, _ = cli(capsys, "list", "-n", "2", "--all", "--json", *loc)
     assert [json.loads(line)["id"] for line in out.splitlines()] == ids[::-1]
 
