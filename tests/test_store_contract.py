@@ -107,6 +107,19 @@ async def test_a_task_round_trips_and_an_existing_id_is_an_id_collision(store):
     assert await get(store, "t-new") is None  # the whole transaction was rolled back
 
 
+async def test_json_values_come_back_as_they_went_in_numbers_of_every_size_too(store):
+    values = {"big": 1e16, "huge": -1.5e300, "tiny": 1e-7, "whole": 2**70, "plain": 0.1, "text": "1e+16",
+              "nested": [{"f": 3.25e20}, 12]}
+    await put(store, task("t-json", checkpoint_data=values, result=[1e17, "x"]))
+    stored = await get(store, "t-json")
+    assert stored is not None and stored.checkpoint_data == values and stored.result == [1e17, "x"]
+    assert type(stored.checkpoint_data["big"]) is float and type(stored.checkpoint_data["whole"]) is int
+    await store.write(lambda tx: tx.append_event("t-json", "created", None, P, "maker", NOW, {"set": values}))
+    await store.settle()
+    history = (await store.read(lambda tx: tx.task_histories(["t-json"])))[0]
+    assert history.events[0].data == {"set": values} and type(history.events[0].data["set"]["huge"]) is float
+
+
 async def test_write_returns_what_the_script_returns_and_a_raising_script_changes_nothing(store):
     assert await store.write(lambda tx: tx.insert_task(task("t-a")) or "done") == "done"
 

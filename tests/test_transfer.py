@@ -73,7 +73,7 @@ async def fill(reg: Registry, clock) -> dict[str, str]:
         assert claim is not None
         await reg.start(ids[key], claim.lease)
         tick()
-        await reg.checkpoint(ids[key], claim.lease, data={"step": 1, "ratio": 0.1, "naïve": [1, None]}, note="half",
+        await reg.checkpoint(ids[key], claim.lease, data={"step": 1, "ratio": 0.1, "naïve": [1, None], "big": 1e16, "huge": [-1.5e300, 2**70]}, note="half",
                              progress=50)
         tick()
         await reg.complete(ids[key], claim.lease, result={"ok": True}, artifacts=["out/ü.txt"],

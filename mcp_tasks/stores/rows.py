@@ -10,7 +10,9 @@ log can record it and move past it.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from math import fsum
 from operator import itemgetter
 from typing import Any, Callable, Protocol, TypeVar, cast
@@ -55,8 +57,31 @@ TASK_COLUMNS: dict[str, tuple[str, bool]] = {
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text as the stores keep it."""
-    return _dumps(value)
+    """Compact JSON text as the stores keep it. A float of 1e16 or more is written out in full with
+    a fraction (1e16 as 10000000000000000.0): PostgreSQL's jsonb holds numbers as decimals and
+    prints them without an exponent, so `1e+16` would come back as the integer 10000000000000000."""
+    text = _dumps(value)
+    return text if "e+" not in text else _with_big_floats_in_full(value)
+
+
+def _with_big_floats_in_full(value: Any) -> str:
+    marker = f"\x00{secrets.token_hex(16)}:"  # stands in for each big float, then is replaced by its digits
+    digits: list[str] = []
+
+    def walk(v: Any) -> Any:
+        if type(v) is float and abs(v) >= 1e16:  # finite: the encoder refuses NaN and infinities
+            digits.append(format(Decimal(repr(v)), "f") + ".0")
+            return f"{marker}{len(digits) - 1}"
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x) for x in v]
+        return v
+
+    text = _dumps(walk(value))
+    for i, full in enumerate(digits):
+        text = text.replace(_dumps(f"{marker}{i}"), full, 1)
+    return text
 
 
 _new_record = tuple.__new__  # an EventRecord from its nine values, without namedtuple's Python-level __new__
@@ -220,7 +245,7 @@ def task_params(task: Task) -> dict[str, Any]:
         "description": task.description,
         "type": task.type,
         "priority": task.priority,
-        "tags": _dumps(task.tags),
+        "tags": dumps(task.tags),
         "state": task.state.value,
         "assignee": task.assignee,
         "created_at": task.created_at,
@@ -229,16 +254,16 @@ def task_params(task: Task) -> dict[str, Any]:
         "completed_at": task.completed_at,
         "retry_count": task.retry_count,
         "max_retries": task.max_retries,
-        "error_log": _dumps(task.error_log),
-        "checkpoint_data": None if task.checkpoint_data is None else _dumps(task.checkpoint_data),
+        "error_log": dumps(task.error_log),
+        "checkpoint_data": None if task.checkpoint_data is None else dumps(task.checkpoint_data),
         "checkpoint_note": task.checkpoint_note,
         "progress": task.progress,
         "checkpoint_timestamp": task.checkpoint_timestamp,
         "cycle_time": task.cycle_time,
         "wait_time": task.wait_time,
         "work_time": task.work_time,
-        "result": None if task.result is None else _dumps(task.result),
-        "artifacts": _dumps(task.artifacts),
+        "result": None if task.result is None else dumps(task.result),
+        "artifacts": dumps(task.artifacts),
         "version": task.version,
         "schema_version": task.schema_version,
         "created_by": task.created_by,
