@@ -94,7 +94,7 @@ class TaskDetail(BaseModel):
     created_by: str
     updated_at: str
     times: dict[str, float] | None = None
-    usage: dict[str, float] | None = None
+    usage: dict[str, int | float] | None = Field(None, description="tokens and api_calls (whole numbers), cost")
     version: int
 
 
