@@ -1,8 +1,8 @@
 """A worker agent: the reference implementation of prompts/work-loop.md.
 
 It starts `python -m mcp_tasks serve` as its MCP server over stdio and follows the work-loop prompt
-step by step: claim (with a request_id) -> read the checkpoint -> start -> work with checkpoints
--> complete, or fail(retryable=True) when the work raises. It stops when nothing is ready.
+step by step: claim with start=true (and a request_id) -> read the checkpoint -> work with
+checkpoints -> complete, or fail(retryable=True) when the work raises. It stops when nothing is ready.
 The "work" is simulated; replace `work_step` with your model or tool calls.
 
     python examples/agent_loop.py --db tasks.db --agent agent-a --capability research
@@ -64,7 +64,7 @@ async def work_step(task: dict[str, Any], step: int, delay: float) -> str:
 async def run_task(
     client: Client, say: Callable[[str], None], task: dict[str, Any], lease: str, delay: float
 ) -> None:
-    """Steps 2-5 of the loop for one claimed task. Raises Refused if the task stops being ours."""
+    """Steps 2-4 of the loop for one claimed and started task. Raises Refused if the task stops being ours."""
     tid = task["id"]
     # 2. Read before you work: a checkpoint means an earlier attempt got part-way.
     saved = task.get("checkpoint")
@@ -75,17 +75,13 @@ async def run_task(
     for error in task.get("errors", []):
         say(f"earlier error on {tid}: {error}")
 
-    # 3. Start (renews the lease).
-    await call(client, "start", {"task_id": tid, "lease": lease})
-    say(f"started {tid}")
-
-    # 4. Work, checkpointing after every step with what a stranger needs to continue.
+    # 3. Work, checkpointing after every step with what a stranger needs to continue.
     calls = 0
     while state["next_step"] < len(STEPS):
         step = state["next_step"]
         try:
             output = await work_step(task, step, delay)
-        except Exception as exc:  # noqa: BLE001  # the work failed (any error): 5. report it, retryable
+        except Exception as exc:  # noqa: BLE001  # the work failed (any error): 4. report it, retryable
             say(f"work on {tid} raised: {exc}")
             status = await call(client, "fail", {"task_id": tid, "lease": lease, "error": str(exc), "retryable": True})
             say(f"failed {tid} -> {status['state']} ({status.get('next', '')})")
@@ -97,7 +93,7 @@ async def run_task(
                                           "note": f"did: {STEPS[step]}", "progress": progress})
         say(f"checkpoint {tid} step {step + 1}/{len(STEPS)} ({progress}%)")
 
-    # 5. Success. REVIEW means another agent approves it; either way we are done with it.
+    # 4. Success. REVIEW means another agent approves it; either way we are done with it.
     result = {"summary": f"finished: {task['title']}", "outputs": state["outputs"], "resumed_from_step": resumed_from}
     status = await call(client, "complete", {"task_id": tid, "lease": lease, "result": result,
                                              "usage": {"api_calls": calls}})
@@ -125,8 +121,8 @@ async def main(argv: list[str] | None = None) -> int:
     finished = 0
     async with Client(server) as client:
         while args.max_tasks is None or finished < args.max_tasks:
-            # 1. Claim: one atomic call; `call` repeats it with the same request_id after a timeout.
-            claim_args: dict[str, Any] = {"request_id": request_id("claim")}
+            # 1. Claim and start: one atomic call; `call` repeats it with the same request_id after a timeout.
+            claim_args: dict[str, Any] = {"start": True, "request_id": request_id("claim")}
             if args.capability:
                 claim_args["capabilities"] = args.capability
             got = await call(client, "claim", claim_args)

@@ -299,19 +299,27 @@ class Registry(Overviews):
         capabilities: list[str] | None = None,
         tags: list[str] | None = None,
         lease_seconds: float | None = None,
+        start: bool = False,
         actor: str | Caller | None = None,
         request_id: str | None = None,
     ) -> Claim | None:
-        """Claim the named task, or the best ready one matching the filters (None if none is ready)."""
+        """Claim the named task, or the best ready one matching the filters (None if none is ready);
+        with `start`, start it in the same transaction, so the answer holds it ACTIVE."""
+        if not isinstance(start, bool):
+            raise InvalidInput("start must be true or false")
+        if start:
+            self.authorize(actor, "start")
         tid = None if task_id is None else limits.task_id("task_id", task_id)
         caps = limits.names("capabilities", capabilities, limits.MAX_TAGS) or None
         want = limits.names("tags", tags, limits.MAX_TAGS) or None
         length = None
         if lease_seconds is not None:
             length = limits.number("lease_seconds", lease_seconds, self.policy.lease_min, self.policy.lease_max)
-        args = {"id": tid, "caps": caps, "tags": want, "lease": length}
+        args: dict[str, Any] = {"id": tid, "caps": caps, "tags": want, "lease": length}
+        if start:  # only then: a plain claim's request digest stays what it was
+            args["start"] = True
         return await self._write(
-            "claim", actor, request_id, args, lambda t: T.claim(t, tid, caps, want, length),
+            "claim", actor, request_id, args, lambda t: T.claim(t, tid, caps, want, length, start),
             lambda v: None if v is None else Claim.model_validate(v), _claim_still_held,
         )
 

@@ -267,9 +267,11 @@ def _retry_or_dead_letter(
 
 
 def claim(
-    t: Tx, task_id: str | None, caps: list[str] | None, tags: list[str] | None, lease_seconds: float | None
+    t: Tx, task_id: str | None, caps: list[str] | None, tags: list[str] | None, lease_seconds: float | None,
+    and_start: bool = False,
 ) -> Claim | None:
-    """Claim a named task, or the best ready one matching the filters; None when nothing is ready."""
+    """Claim a named task, or the best ready one matching the filters; None when nothing is ready.
+    `and_start`: start it too, as `start` would with the new lease (events claimed, then started)."""
     reap(t, t.policy.reap_batch)
     if task_id is not None:
         task = t.load(task_id)
@@ -293,11 +295,17 @@ def claim(
         "lease_expires_at": expires, "lease_seconds": length, "not_before": None, "lease_end": None,
     }
     new = t.change(task, State.ASSIGNED, "claimed", fields, {"lease_seconds": length})
+    if and_start:
+        new = _start(t, new, token)
     return Claim(task=new, lease=token, lease_expires_at=expires)
 
 
 def start(t: Tx, task_id: str, lease: str) -> Task:
-    task = t.load(task_id)
+    """ASSIGNED -> ACTIVE by the task's current lease; renews the lease."""
+    return _start(t, t.load(task_id), lease)
+
+
+def _start(t: Tx, task: Task, lease: str) -> Task:
     if t.check_lease(task, "start", lease):
         return task
     fields = {"started_at": task.started_at or t.now, "lease_expires_at": t.now + t.lease_length(task)}

@@ -1,6 +1,6 @@
 """Answers people and agents rely on, each checked against the queue as it really is: why a claim
-found nothing (every branch), the true ready count past one page, `stats` on an empty database,
-`list --type` without `--ready`. On every store."""
+(with start or without) found nothing (every branch), the true ready count past one page, `stats`
+on an empty database, `list --type` without `--ready`. On every store."""
 
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 async def empty_claim(db: str, clock: FakeClock, **filters: list[str]) -> str:
+    """Why claim found nothing; claim with start=true answers the same."""
     async with Client(create_server(db, agent="asker", clock=clock)) as client:
         answer = await Agent(client).call("claim", **filters)
+        assert await Agent(client).call("claim", start=True, **filters) == answer
     assert "task" not in answer and "lease" not in answer, answer
     return answer["message"]
 

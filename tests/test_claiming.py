@@ -1,11 +1,13 @@
-"""Readiness, claim order, filters, dependencies and cycles."""
+"""Readiness, claim order, filters, dependencies and cycles; claim with start."""
 
 from __future__ import annotations
 
 import pytest
 
 from mcp_tasks import State, reports
-from mcp_tasks.errors import DependencyError, InvalidInput, NotReady, TaskNotFound
+from mcp_tasks.errors import DependencyError, InvalidInput, NotReady, RoleRequired, TaskNotFound
+from mcp_tasks.models import Caller
+from mcp_tasks.states import ROLE_NEEDED, Role
 
 
 async def finish(reg, tid: str, actor: str = "agent-a") -> None:
@@ -204,3 +206,96 @@ async def test_unknown_task_ids_are_reported(registry):
         await registry.claim("t-0000000000")
     with pytest.raises(InvalidInput, match="not a task id"):
         await registry.get("DROP TABLE tasks")
+
+
+# ---------------------------------------------------------------- claim(start=True)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "best-ready"])
+async def test_claim_with_start_claims_and_starts_in_one_transaction(registry, clock, named):
+    """The task comes back ACTIVE with its lease; the log has claimed then started, back to back,
+    committed together (one change notice); claim + complete is then the whole lifecycle."""
+    other, tid = (await registry.create_tasks([{"title": "lower", "priority": 1}, {"title": "work", "priority": 9}])).ids
+    commits: list[set[str]] = []
+    registry.add_listener(commits.append)
+    got = await registry.claim(tid if named else None, lease_seconds=120, start=True)
+    assert got is not None and got.task.id == tid and got.task.state == State.ACTIVE
+    assert got.lease_expires_at == clock() + 120 == got.task.lease_expires_at
+    stored = await registry.get(tid)
+    assert stored.model_dump() == got.task.model_dump()
+    assert stored.assignee == "agent-a" and stored.started_at == stored.assigned_at == clock()
+    claimed, started = (await registry.events(tid))[-2:]
+    assert [(e.type, e.from_state, e.to_state) for e in (claimed, started)] == [
+        ("claimed", State.PENDING, State.ASSIGNED), ("started", State.ASSIGNED, State.ACTIVE)]
+    assert started.seq == claimed.seq + 1 == await registry.last_seq()
+    assert commits == [{tid}]
+    assert (await registry.get(other)).state == State.PENDING
+    clock.advance(30)
+    done = await registry.complete(tid, got.lease, result="ok")
+    assert done.state == State.DONE and done.work_time == 30
+    assert await registry.verify() == []
+
+
+async def test_claim_with_start_is_a_repeatable_start_for_its_lease(registry):
+    """The lease it returns is the task's lease as after any start: a repeated start answers as
+    the first did, and release (for tasks not started) is refused."""
+    tid = (await registry.create_tasks([{"title": "a"}])).ids[0]
+    got = await registry.claim(tid, start=True)
+    again = await registry.start(tid, got.lease)
+    assert again.version == got.task.version and again.state == State.ACTIVE
+    with pytest.raises(Exception, match="cannot release"):
+        await registry.release(tid, got.lease)
+
+
+async def test_claim_with_start_and_nothing_ready_answers_as_claim_does(registry):
+    assert await registry.claim(start=True) is None
+    await registry.create_tasks([{"title": "later"}], ready=False)
+    assert await registry.claim(start=True) is None and await registry.claim() is None
+    assert await registry.last_seq() == 1  # only the creation
+
+
+async def test_a_role_that_may_claim_but_not_start_is_refused_and_nothing_is_claimed(registry, monkeypatch):
+    tid = (await registry.create_tasks([{"title": "a"}])).ids[0]
+    before, seq = await registry.get(tid), await registry.last_seq()
+    monkeypatch.setitem(ROLE_NEEDED, "start", Role.PLANNER)  # a table where agents may claim, not start
+    agent = Caller("al", "al", Role.AGENT)
+    with pytest.raises(RoleRequired) as info:
+        await registry.claim(tid, start=True, actor=agent)
+    assert info.value.message.startswith("start needs the planner role; al has the agent role")
+    assert "\n" not in info.value.message and info.value.data["role_needed"] == "planner"
+    assert (await registry.get(tid)).model_dump() == before.model_dump() and await registry.last_seq() == seq
+    assert (await registry.claim(tid, actor=agent)).task.state == State.ASSIGNED  # claim alone is allowed
+
+
+REFUSE_STARTED = {
+    "sqlite": ["CREATE TRIGGER refuse_started BEFORE INSERT ON events WHEN NEW.type = 'started' "
+               "BEGIN SELECT RAISE(ABORT, 'no starting here'); END"],
+    "postgres": ["CREATE FUNCTION refuse_started() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN RAISE EXCEPTION 'no starting here'; END $$",
+                 "CREATE TRIGGER refuse_started BEFORE INSERT ON events FOR EACH ROW "
+                 "WHEN (NEW.type = 'started') EXECUTE FUNCTION refuse_started()"],
+}
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "best-ready"])
+async def test_a_start_the_database_refuses_leaves_nothing_claimed(registry, db, named):
+    """The database refuses the start's event after the claim's row and event were written in the
+    same transaction: all of it rolls back, and the task is still ready for the next claimer."""
+    tid = (await registry.create_tasks([{"title": "a"}])).ids[0]
+    before, seq = await registry.get(tid), await registry.last_seq()
+    db.sql(*REFUSE_STARTED[db.kind], bypass=False)
+    with pytest.raises(Exception, match="no starting here"):  # as each store reports a database error
+        await registry.claim(tid if named else None, start=True, request_id="cs-1")
+    assert (await registry.get(tid)).model_dump() == before.model_dump()
+    assert await registry.last_seq() == seq and [t.id for t in (await registry.list_available()).items] == [tid]
+    db.sql("DROP TRIGGER refuse_started" + (" ON events" if db.kind == "postgres" else ""), bypass=False)
+    got = await registry.claim(tid if named else None, start=True, request_id="cs-1")  # the id was not burnt
+    assert got.task.id == tid and got.task.state == State.ACTIVE
+    assert await registry.verify() == []
+
+
+async def test_start_must_be_a_boolean(registry):
+    tid = (await registry.create_tasks([{"title": "a"}])).ids[0]
+    with pytest.raises(InvalidInput, match="start must be true or false"):
+        await registry.claim(tid, start="yes")
+    assert (await registry.get(tid)).state == State.PENDING

@@ -74,8 +74,7 @@ async def test_replay_rebuilds_every_field(registry, clock):
     await registry.checkpoint(k["main"], c.lease, data={"nested": {"x": [1, None, "é"]}}, note="n", progress=10)
     await registry.fail(k["main"], c.lease, "transient")
     clock.advance(1000)
-    c = await registry.claim(k["main"])
-    await registry.start(k["main"], c.lease)
+    c = await registry.claim(k["main"], start=True)
     await registry.complete(k["main"], c.lease, result="v1", usage={"tokens": 5, "api_calls": 1, "cost": 0.5})
     await registry.review(k["main"], False, "more", actor="reviewer")
     await registry.complete(k["main"], c.lease, result="v2", usage={"tokens": 7, "api_calls": 2, "cost": 0.25})
@@ -114,7 +113,7 @@ async def test_a_long_random_run_verifies_clean(make_registry, clock):
                 ids += (await reg.create_tasks(specs, ready=rng.random() < 0.9, actor=who)).ids
             elif roll < 0.3:
                 c = await reg.claim(capabilities=rng.choice([None, ["code"], ["docs"]]), actor=who,
-                                    lease_seconds=rng.choice([None, 60]))
+                                    lease_seconds=rng.choice([None, 60]), start=rng.random() < 0.5)
                 if c:
                     held[c.task.id] = (who, c.lease)
             elif roll < 0.85 and held:

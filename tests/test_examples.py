@@ -102,6 +102,12 @@ async def test_planner_then_two_agents_finish_the_plan(db: TestDatabase, tmp_pat
     printed = [m for out in outputs for m in map(CLAIM_LINE.match, out.splitlines()) if m]
     logged = Counter((tid, e["actor"]) for tid, d in details.items() for e in d["events"] if e["type"] == "claimed")
     assert Counter((m["id"], m["agent"]) for m in printed) == logged
+    # Each claim also started the task (claim with start=true): the very next event, by the same agent.
+    for d in details.values():
+        events = d["events"]
+        for claimed, after in zip(events, events[1:]):
+            if claimed["type"] == "claimed":
+                assert (after["type"], after["seq"], after["actor"]) == ("started", claimed["seq"] + 1, claimed["actor"])
     # No task was held twice: each attempt of each task was claimed by exactly one process.
     attempts = Counter((m["id"], int(m["attempt"])) for m in printed)
     assert max(attempts.values()) == 1

@@ -162,7 +162,8 @@ def valid_args(tool: str, tid: str, lease: str | None, anchor: str) -> dict[str,
         "list_available": {"capabilities": ["general"], "tags": [TAG], "limit": 5},
         "find_tasks": {"state": "PENDING", "assignee": "worker", "tag": TAG, "text": "prepared", "limit": 5},
         "get_task": {"task_id": tid, "events": 5},
-        "claim": {"task_id": tid, "capabilities": ["general"], "tags": [TAG], "lease_seconds": 86400, **rid},
+        "claim": {"task_id": tid, "capabilities": ["general"], "tags": [TAG], "lease_seconds": 86400, "start": True,
+                  **rid},
         "start": {**held, **rid},
         "release": {**held, "reason": "busy elsewhere", **rid},
         "checkpoint": {**held, "data": {"step": 1, "seen": ["a", "b"]}, "note": "halfway", "progress": 50, **rid},
@@ -768,6 +769,24 @@ async def test_validation_messages_are_short_and_name_the_argument(db, mode):
         assert len(huge) < 200 and "pydantic.dev" not in huge
         many = await worker.refused("create_tasks", tasks=[{"priority": "high"}] * 50)
         assert "tasks[0].title is required" in many and "and 95 more" in many and len(many) < 1000
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_claims_start_takes_what_the_other_booleans_take(db, mode):
+    """`start` is validated as `retryable`, `approve` and `ready` are: true, false and their usual
+    spellings ("yes", 1) are taken; anything else is refused naming the argument, claiming nothing."""
+    async with two_agents(db.location, mode) as (worker, _, registry):
+        for value in (2, -1, "maybe", "", [], {}, 1.5):
+            tid, _ = await prepare(worker, "PENDING")
+            message = await worker.refused("claim", task_id=tid, start=value)
+            assert "invalid arguments: start: input should be a valid boolean" in message
+            assert message == (await worker.refused("fail", task_id=tid, lease="x", error="e", retryable=value)).replace(
+                "fail: invalid arguments: retryable", "claim: invalid arguments: start")
+            assert (await registry.get(tid)).state.value == "PENDING"
+        for value, state in ((True, "ACTIVE"), ("yes", "ACTIVE"), (1, "ACTIVE"), (False, "ASSIGNED"), ("no", "ASSIGNED")):
+            tid, _ = await prepare(worker, "PENDING")
+            assert (await worker.call("claim", task_id=tid, start=value))["task"]["state"] == state, value
+        assert await registry.verify() == []
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -20,6 +20,7 @@ OPS = {
     "create_tasks": (None, lambda r, tid, lease, v, rid: r.create_tasks([{"title": f"new {v}"}], request_id=rid)),
     "schedule": (State.BACKLOG, lambda r, tid, lease, v, rid: r.schedule([tid] if v == 0 else [tid, "t-0000000000"], request_id=rid)),
     "claim": (State.PENDING, lambda r, tid, lease, v, rid: r.claim(tid, lease_seconds=60 + v, request_id=rid)),
+    "claim_start": (State.PENDING, lambda r, tid, lease, v, rid: r.claim(tid, lease_seconds=60 + v, start=True, request_id=rid)),
     "start": (State.ASSIGNED, lambda r, tid, lease, v, rid: r.start(tid if v == 0 else "t-0000000000", lease, request_id=rid)),
     "checkpoint": (State.ACTIVE, lambda r, tid, lease, v, rid: r.checkpoint(tid, lease, data={"v": v}, request_id=rid)),
     "complete": (State.ACTIVE, lambda r, tid, lease, v, rid: r.complete(tid, lease, result=f"r{v}", request_id=rid)),
@@ -67,6 +68,24 @@ async def test_claim_replay_returns_the_same_lease(registry):
     other = await registry.claim(request_id="c-2")
     assert other.task.id != first.task.id
     await registry.start(first.task.id, again.lease)
+
+
+async def test_claim_with_start_replays_its_answer_and_differs_from_a_plain_claim(registry):
+    """A repeated claim(start=True) gets the same task, lease and ACTIVE state and appends nothing;
+    the same request_id for a claim without start is another request, refused; once the lease has
+    ended (completed), the request_id claims anew."""
+    tid, nxt = (await registry.create_tasks([{"title": "a", "priority": 9}, {"title": "b"}])).ids
+    first = await registry.claim(start=True, request_id="cs-1")
+    seq = await registry.last_seq()
+    again = await registry.claim(start=True, request_id="cs-1")
+    assert again.model_dump() == first.model_dump() and again.task.state == State.ACTIVE
+    assert await registry.last_seq() == seq
+    with pytest.raises(IdempotencyConflict, match="cs-1"):
+        await registry.claim(request_id="cs-1")
+    await registry.complete(tid, first.lease, result="ok")
+    later = await registry.claim(start=True, request_id="cs-1")
+    assert later.task.id == nxt and later.task.state == State.ACTIVE and later.lease != first.lease
+    assert await registry.verify() == []
 
 
 async def test_request_ids_are_scoped_to_the_agent(registry):

@@ -173,6 +173,7 @@ async def test_prompts(db, mode):
         loop = await client.get_prompt("work-loop", {"capabilities": "code, docs"})
         text = loop.messages[0].content.text
         assert "Capabilities: code, docs" in text and "claim" in text and "lease" in text and "checkpoint" in text
+        assert "`claim` with `start=true`" in text  # claim + complete is the whole cycle
         plan = await client.get_prompt("plan", {"goal": "ship the login page"})
         assert "Goal: ship the login page" in plan.messages[0].content.text and "create_tasks" in plan.messages[0].content.text
         agent = Agent(client)

@@ -31,9 +31,10 @@ from .tools import build_tools
 
 AGENT_HEADER = "x-mcp-tasks-agent"
 INSTRUCTIONS = (
-    "Shared task registry. Claim a task before working on it and pass the lease token from claim to "
-    "start, checkpoint, complete, fail, pause, resume and release. Checkpoint every few minutes (it renews "
-    "the lease); a lost lease means someone else may take the task. On failure call fail with a clear error. "
+    "Shared task registry. Claim a task before working on it (start=true starts it too) and pass the lease "
+    "token from claim to start, checkpoint, complete, fail, pause, resume and release. Checkpoint every few "
+    "minutes (it renews the lease); a lost lease means someone else may take the task. On failure call fail "
+    "with a clear error. "
     "The work-loop prompt explains the whole cycle."
 )
 

@@ -76,11 +76,12 @@ def build_tools(app: Any) -> list[Tool]:
         capabilities: Names = [],
         tags: Names = [],
         lease_seconds: Annotated[int | None, Field(ge=limits.MIN_LEASE_SECONDS, le=limits.MAX_LEASE_SECONDS)] = None,
+        start: bool = False,
         request_id: KeyedRequestId = None,
     ) -> V.ClaimResult:
-        """Claim a task atomically; returns it (with checkpoint) and a lease to pass to every later call on it."""
+        """Claim a task atomically (start=true: start it too); returns it (with checkpoint) and a lease for every later call on it."""
         reg = app.registry
-        got = await reg.claim(task_id, capabilities=capabilities, tags=tags, lease_seconds=lease_seconds,
+        got = await reg.claim(task_id, capabilities=capabilities, tags=tags, lease_seconds=lease_seconds, start=start,
                               actor=app.caller(ctx), request_id=request_id)
         if got is None:
             outlook = await reports.claim_outlook(reg)
