@@ -238,3 +238,7 @@ def render_markdown() -> str:
 TOKEN_RATE = 50.0  # requests per second per token, sustained
 TOKEN_BURST = 200  # requests a token may make at once before the rate applies
 SESSIONS_PER_TOKEN = 32  # open MCP sessions (2025-11-25 clients) per token
+
+# MCP log messages to one session (server/logs.py; README "Logging").
+LOG_RATE = 2.0  # messages per second, sustained
+LOG_BURST = 10  # messages sent at once before the rate applies

@@ -103,6 +103,28 @@ async def test_legacy_subscriptions_are_served_and_forgotten(tmp_path):
         "(SDK internals): they outlived the connection")
 
 
+@pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")
+async def test_session_logs_find_their_connection_and_are_forgotten(tmp_path):
+    mcp = create_server(str(tmp_path / "t.db"))
+    logs = mcp.app_state.logs  # type: ignore[attr-defined]
+    relies = ("CallerLogs (logs.py) keeps a session's level in ServerSession._connection.state and registers "
+              "logging/setLevel on MCPServer._lowlevel_server (which also advertises the logging capability)")
+    heard: list[object] = []
+
+    async def on_log(params: object) -> None:
+        heard.append(params)
+
+    async with Client(mcp, mode="legacy", logging_callback=on_log) as client:
+        assert client.server_capabilities.logging is not None, f"{relies}: the capability is no longer advertised"
+        await client.set_logging_level("debug")
+        await client.call_tool("get_task", {"task_id": "t-zzzzzzzzzz"})
+        with anyio.fail_after(10):
+            while not heard:
+                await anyio.sleep(0.01)
+        assert len(logs.sessions) == 1, f"{relies}: the session's log was not found"
+    assert not logs.sessions, f"{relies}: a session's log outlived its connection (its exit_stack)"
+
+
 async def test_listen_bound_is_applied_as_server_middleware(tmp_path):
     async with Client(create_server(str(tmp_path / "t.db"))) as client:
         with pytest.raises(MCPError, match="MAX_SUBSCRIPTIONS"):

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.types import SetLevelRequestParams
 
 from .. import __version__, limits
 from ..models import Caller
@@ -23,6 +24,7 @@ from ..telemetry import flush_traces
 from ..tokens import Tokens
 from .auth import RegistryTokens, RoleTools, auth_settings, caller_of
 from .connections import CONNECTION_KEY
+from .logs import CallerLogs
 from .metrics import OperationTimer, ServerMetrics
 from .notify import ChangeFollower, LegacySubscriptions, publisher
 from .prompts import build_prompts
@@ -57,6 +59,7 @@ class AppState:
     registry: Registry = field(default=None)  # type: ignore[assignment]
     tokens: Tokens | None = None
     follower: ChangeFollower | None = None
+    logs: CallerLogs = field(default=None)  # type: ignore[assignment]  # MCP logging to sessions (logs.py)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # /metrics (metrics.py)
     users: int = 0
     # Distinguishes this server process from every other (and from its own earlier runs).
@@ -125,6 +128,7 @@ def create_server(
         trust_agent_header=trust_agent_header and public_url is None, role=role, public_url=public_url,
         reaper_interval=reaper_interval, poll_interval=poll_interval, clock=clock, pool_size=pool_size,
     )
+    app.logs = CallerLogs(clock, poll_interval, app.policy.lease_seconds)
     bus = InMemorySubscriptionBus()
 
     @asynccontextmanager
@@ -141,6 +145,7 @@ def create_server(
         registry = Registry(store, agent=app.agent, policy=app.policy, clock=app.clock)
         async with registry:
             follower = ChangeFollower(registry, publisher(bus, legacy), app.poll_interval)
+            follower.pages.append(app.logs.saw)
             stop_listening = registry.add_listener(follower.poke)
             registry.telemetry.sink = app.metrics
             app.registry, app.follower, app.tokens, app.users = registry, follower, Tokens(registry), 1
@@ -148,6 +153,7 @@ def create_server(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(registry.run_reaper, app.reaper_interval)
                     tg.start_soon(follower.run)
+                    tg.start_soon(app.logs.run, registry)
                     tg.start_soon(registry.store.watch, follower.poke)  # other hosts' changes (PostgreSQL)
                     try:
                         yield app
@@ -171,11 +177,12 @@ def create_server(
         tools=tools,
         log_level=log_level,  # type: ignore[arg-type]
         middleware=[OperationTimer(app.metrics, [t.name for t in tools]),
-                    RoleTools(lambda rc: app.caller_of_request(rc).role)],
+                    RoleTools(lambda rc: app.caller_of_request(rc).role), app.logs],
         token_verifier=None if public_url is None else RegistryTokens(lambda: app.tokens),
         auth=None if public_url is None else auth_settings(public_url),
     )
     legacy = LegacySubscriptions(mcp)
+    mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, app.logs.set_level)
     register_resources(mcp, app)
     for prompt in build_prompts(app):
         mcp.add_prompt(prompt)

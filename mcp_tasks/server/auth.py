@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -76,15 +76,18 @@ class Limits:
 
 @dataclass
 class Bucket:
-    """A token bucket: `level` requests may be made now; it refills at the rate up to the burst."""
+    """A token bucket: `level` requests may be made now; it refills at the rate up to the burst,
+    by `clock` (seconds)."""
 
     level: float
-    at: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
+    at: float | None = None  # the last take
 
     def take(self, rate: float, burst: int) -> float:
         """0 when a request may go ahead now (and takes it), else seconds until one may."""
-        now = time.monotonic()
-        self.level = min(float(burst), self.level + (now - self.at) * rate)
+        now = self.clock()
+        if self.at is not None:
+            self.level = min(float(burst), self.level + (now - self.at) * rate)
         self.at = now
         if self.level >= 1:
             self.level -= 1

@@ -44,7 +44,7 @@ from typing import Any
 
 from mcp import MCPError
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.types import INVALID_PARAMS, CallToolResult
+from mcp.types import INVALID_PARAMS
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -57,6 +57,7 @@ from ..states import LEASED_STATES, State
 from ..stores.base import ReadTx
 from ..stores.records import EventCount
 from ..telemetry import Appended
+from .tooling import refused
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +227,10 @@ def _codes(kind: type[TaskError]) -> set[str]:
 REFUSAL_CODES = frozenset(_codes(TaskError))
 
 
-def refusal_code(result: Any) -> str:
+def refusal_code(error: dict[str, Any]) -> str:
     """The registry's error code of a refused tool call ("role_required", "lease", ...), else
     "tool_error" (a bounded label: only the codes of errors.py)."""
-    content = result.structured_content if isinstance(result, CallToolResult) else result.get("structuredContent")
-    error = content.get("error") if isinstance(content, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
+    code = error.get("code")
     return code if code in REFUSAL_CODES else "tool_error"
 
 
@@ -257,9 +256,9 @@ class OperationTimer:
         start = time.perf_counter()
         try:
             result = await call_next(ctx)
-            if tool and (isinstance(result, CallToolResult) and result.is_error
-                         or isinstance(result, dict) and result.get("isError") is True):
-                error = refusal_code(result)
+            refusal = refused(result) if tool else None
+            if refusal is not None:
+                error = refusal_code(refusal)
             return result
         except MCPError as exc:
             error = str(exc.error.code)

@@ -146,6 +146,7 @@ class ChangeFollower:
         self.poll_interval = poll_interval
         self.last_seq: int | None = None
         self.advanced: list[Callable[[int], None]] = []  # told the new last seq after each catch-up that read events
+        self.pages: list[Callable[[list[Event]], None]] = []  # told each page of new events as it is read
         self._wake = anyio.Event()
 
     def poke(self, _changed: Any = None) -> None:
@@ -169,6 +170,8 @@ class ChangeFollower:
                     log.warning("%s", text)
             self.last_seq = events[-1].seq
             read += len(events)
+            for told in self.pages:
+                told(events)
             await self.publish(uris_for(events))
         if read:
             for listener in self.advanced:

@@ -38,6 +38,25 @@ def refusal(exc: TaskError, tool: str) -> CallToolResult:
                           is_error=True)
 
 
+def refused(answer: Any) -> dict[str, Any] | None:
+    """What a tool call's answer (a model, or in wire form) says if it was refused: the error of
+    `refusal` (code, message, ...), or for any other refusal its text as the message; else None."""
+    if isinstance(answer, CallToolResult):
+        if not answer.is_error:
+            return None
+        content: Any = answer.structured_content
+        texts: list[Any] = [c.text for c in answer.content if isinstance(c, TextContent)]
+    elif isinstance(answer, dict) and answer.get("isError") is True:
+        content = answer.get("structuredContent")
+        texts = [c.get("text") for c in answer.get("content") or () if isinstance(c, dict)]
+    else:
+        return None
+    error = content.get("error") if isinstance(content, dict) else None
+    if isinstance(error, dict):
+        return error
+    return {"code": "tool_error", "message": " ".join(t for t in texts if isinstance(t, str))}
+
+
 def resource_failure(exc: TaskError) -> ResourceError:
     """The JSON-RPC error a failed resource read answers with (unknown and malformed ids: not found)."""
     if isinstance(exc, (TaskNotFound, InvalidInput)):

@@ -86,6 +86,7 @@ def build_tools(app: Any) -> list[Tool]:
         if got is None:
             outlook = await reports.claim_outlook(reg)
             return V.nothing_to_claim(outlook, outlook.now, filtered=bool(capabilities or tags))
+        app.logs.claimed(ctx.request_context, got)
         return V.ClaimResult(task=V.detail(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
 
     @thin
