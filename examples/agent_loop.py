@@ -67,7 +67,7 @@ async def run_task(
     """Steps 2-4 of the loop for one claimed and started task. Raises Refused if the task stops being ours."""
     tid = task["id"]
     # 2. Read before you work: a checkpoint means an earlier attempt got part-way.
-    saved = task.get("checkpoint")
+    saved = task.get("checkpoint_data")
     state = saved if isinstance(saved, dict) and "next_step" in saved else {"next_step": 0, "outputs": []}
     resumed_from = state["next_step"]
     if resumed_from:
@@ -130,8 +130,7 @@ async def main(argv: list[str] | None = None) -> int:
             if task is None:
                 say(f"nothing to claim: {got.get('message', '')} Stopping; tasks finished: {finished}.")
                 return 0
-            say(f"claimed {task['id']} attempt {task['retry_count'] + 1} "
-                f"({task['type']}, priority {task['priority']}): {task['title']}")
+            say(f"claimed {task['id']} attempt {task['retry_count'] + 1} ({task['type']}): {task['title']}")
             try:
                 await run_task(client, say, task, lease, args.step_seconds)
                 finished += 1

@@ -79,7 +79,7 @@ async def run_lifecycle(planner: Agent, a: Agent, b: Agent, reviewer: Agent) -> 
     assert f"Task {ids['test']} is PENDING" in stale and "allowed now: cancel, claim" in stale
     claim = await claim_when_ready(b, ids["test"])
     leases.append(claim["lease"])
-    assert claim["task"]["checkpoint"] == {"passed": 7} and claim["task"]["errors"] == ["flaky runner"]
+    assert claim["task"]["checkpoint_data"] == {"passed": 7} and claim["task"]["errors"] == ["flaky runner"]
     await b.call("start", task_id=ids["test"], lease=claim["lease"])
     assert (await b.call("complete", task_id=ids["test"], lease=claim["lease"]))["state"] == "DONE"
 
@@ -110,7 +110,7 @@ async def run_lifecycle(planner: Agent, a: Agent, b: Agent, reviewer: Agent) -> 
     detail = await planner.call("get_task", task_id=ids["test"], events=20)
     types = [e["type"] for e in detail["events"]]
     assert types.count("claimed") == 2 and "failed" in types and "retried" in types
-    assert detail["task"]["times"]["cycle"] > 0 and detail["task"]["retry_count"] == 1
+    assert detail["task"]["cycle_time"] > 0 and detail["task"]["retry_count"] == 1
 
     # lease tokens appear only in claim results: nothing else shows them
     seen = json.dumps([found, detail, await planner.call("get_task", task_id=ids["build"], events=50),

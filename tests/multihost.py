@@ -299,7 +299,7 @@ class HttpAgent:
     def plan(self, task: dict[str, Any], lease: str) -> list[tuple[str, dict[str, Any]]]:
         tid = task["id"]
         ops: list[tuple[str, dict[str, Any]]] = [("start", {"task_id": tid, "lease": lease})]
-        step = (task.get("checkpoint") or {}).get("step", 0)
+        step = (task.get("checkpoint_data") or {}).get("step", 0)
         for _ in range(self.rng.randint(1, 3)):
             step += 1
             data = {"step": step, "by": self.name, "nonce": self.rng.randrange(10**9)}
@@ -328,7 +328,7 @@ class HttpAgent:
                     continue
                 idle = 0
                 task = claim["task"]
-                self.write(op="claim", task=task["id"], version=task["version"], checkpoint=task.get("checkpoint"))
+                self.write(op="claim", task=task["id"], version=task["version"], checkpoint=task.get("checkpoint_data"))
                 self.holding = {"task": task["id"], "ops": self.plan(task, claim["lease"])}
             ops = self.holding["ops"]
             tool, args = ops[0]

@@ -147,7 +147,7 @@ async def test_no_bad_expired_or_revoked_token_gets_401(db, tmp_path, mode):
 
         async with client(base, tokens["alice"], mode) as alice:
             got = await alice.call("claim")
-            assert got["task"]["assignee"] == "alice"
+            assert (await alice.call("get_task", task_id=got["task"]["id"]))["task"]["assignee"] == "alice"
             revoke = await anyio.to_thread.run_sync(lambda: cli("token", "revoke", "alice", "--db", db.location))
             assert revoke.returncode == 0, revoke.stderr
             refused_after = None
@@ -222,13 +222,14 @@ async def test_identity_comes_from_the_token_only(db):
         async with client(base, tokens["alice"], headers={"X-MCP-Tasks-Agent": "bob"}) as alice:
             first = await alice.call("claim", request_id="r-1")
             await alice.call("start", task_id=first["task"]["id"], lease=first["lease"])
-        assert first["task"]["assignee"] == "alice"
+            assert (await alice.call("get_task", task_id=first["task"]["id"]))["task"]["assignee"] == "alice"
         async with client(base, tokens["alice"], mode="legacy") as alice_again:  # a new session, same token
             again = await alice_again.call("claim", request_id="r-1")
         assert (again["task"]["id"], again["lease"]) == (first["task"]["id"], first["lease"])
         async with client(base, tokens["bob"], headers={"X-MCP-Tasks-Agent": "alice"}) as bob:
             theirs = await bob.call("claim", request_id="r-1")
-            assert theirs["task"]["id"] != first["task"]["id"] and theirs["task"]["assignee"] == "bob"
+            assert theirs["task"]["id"] != first["task"]["id"]
+            assert (await bob.call("get_task", task_id=theirs["task"]["id"]))["task"]["assignee"] == "bob"
             refusal = await bob.refused("complete", task_id=first["task"]["id"], lease=theirs["lease"])
             assert "not the current lease" in refusal
     async with Registry(make_store(db.location), agent="checker") as reg:
@@ -280,7 +281,7 @@ async def test_tls_serves_https_with_tokens(db, tmp_path):
                         await anyio.sleep(0.1)
             async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as c:
                 got = await Agent(c).call("claim")
-        assert got["task"]["assignee"] == "alice"
+                assert (await Agent(c).call("get_task", task_id=got["task"]["id"]))["task"]["assignee"] == "alice"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -23,7 +23,7 @@ from .databases import TestDatabase
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-CLAIM_LINE = re.compile(r"^\[(?P<agent>[\w-]+)\] claimed (?P<id>t-\S+) attempt (?P<attempt>\d+) \((?P<type>[\w-]+),")
+CLAIM_LINE = re.compile(r"^\[(?P<agent>[\w-]+)\] claimed (?P<id>t-\S+) attempt (?P<attempt>\d+) \((?P<type>[\w-]+)\):")
 TOOLS = {"list_available", "claim", "start", "checkpoint", "complete", "fail", "pause", "resume", "release",
          "create_tasks", "update_task", "cancel", "schedule", "retry", "review", "get_task", "find_tasks"}
 

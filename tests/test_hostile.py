@@ -735,7 +735,7 @@ async def test_stored_values_at_the_limits_round_trip(db):
         tid, lease = await prepare(worker, "ACTIVE", title=title, description=_text(limits.MAX_DESCRIPTION))
         await worker.call("checkpoint", task_id=tid, lease=lease, data=data, note=_text(limits.MAX_TEXT))
         task = (await worker.call("get_task", task_id=tid))["task"]
-        assert task["title"] == title and task["checkpoint"] == data
+        assert task["title"] == title and task["checkpoint_data"] == data
         assert len(task["description"]) == limits.MAX_DESCRIPTION and task["checkpoint_note"] == _text(limits.MAX_TEXT)
         assert await registry.verify() == []
 

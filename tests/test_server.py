@@ -172,8 +172,11 @@ async def test_prompts(db, mode):
         assert {a.name: a.required for a in prompts["plan"].arguments} == {"goal": True, "types": False}
         loop = await client.get_prompt("work-loop", {"capabilities": "code, docs"})
         text = loop.messages[0].content.text
-        assert "Capabilities: code, docs" in text and "claim" in text and "lease" in text and "checkpoint" in text
+        assert "Task types you do: code, docs" in text and "claim" in text and "lease" in text and "checkpoint" in text
         assert "`claim` with `start=true`" in text  # claim + complete is the whole cycle
+        bare = (await client.get_prompt("work-loop", {})).messages[0].content.text  # no arguments: defaults, no blanks
+        assert "Task types you do: any type\n" in bare and "before stopping: 1\n" in bare and "{{" not in bare
+        assert "if empty" not in bare and ": \n" not in bare
         plan = await client.get_prompt("plan", {"goal": "ship the login page"})
         assert "Goal: ship the login page" in plan.messages[0].content.text and "create_tasks" in plan.messages[0].content.text
         agent = Agent(client)

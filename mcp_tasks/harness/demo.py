@@ -253,7 +253,7 @@ class Demo:
         tid, key = task["id"], self.keys[task["id"]]
         steps, first = STEPS[key], 1
         attempt = task["retry_count"] + 1
-        checkpoint = task.get("checkpoint")
+        checkpoint = task.get("checkpoint_data")
         claimed = f"claimed {self.name(tid)} (lease {LEASE_SECONDS}s, attempt {attempt})"
         if isinstance(checkpoint, dict) and "step" in checkpoint:
             first = int(checkpoint["step"]) + 1

@@ -288,23 +288,31 @@ class CallerLogs:
         expired, and of messages it was not sent while over its bound."""
         for task_id in list(self.touched):
             self.touched.discard(task_id)
-            if task_id not in self.by_task:
-                continue
-            try:
-                task = await registry.get(task_id)
-            except Exception:
-                self.touched.add(task_id)  # read again on the next try
-                raise
-            for key in list(self.by_task.get(task_id, ())):
-                session = self.sessions.get(key)
-                if session is not None and task_id in session.held:
-                    self._changed(session, task)
+            await self._read(registry, task_id)
         now = self.clock()
+        # A deadline passed by what this server last heard: read the task first, since a renewal
+        # may have committed before the follower tells of it (PostgreSQL numbers events later).
+        for task_id in {t for s in self.sessions.values() for t, held in s.held.items() if _due(held, now)}:
+            await self._read(registry, task_id)
         for session in self.sessions.values():
             for task_id, held in session.held.items():
                 self._deadlines(session, task_id, held, now)
             if session.dropped and not session.queue and not session.bucket.take(LOG_RATE, LOG_BURST):
                 self._queue(session, session.dropped_notice())
+
+    async def _read(self, registry: Registry, task_id: str) -> None:
+        """Read a watched task and take in what changed for each session holding it."""
+        if task_id not in self.by_task:
+            return
+        try:
+            task = await registry.get(task_id)
+        except Exception:
+            self.touched.add(task_id)  # read again on the next try
+            raise
+        for key in list(self.by_task.get(task_id, ())):
+            session = self.sessions.get(key)
+            if session is not None and task_id in session.held:
+                self._changed(session, task)
 
     def _changed(self, session: SessionLog, task: Task) -> None:
         held = session.held[task.id]
@@ -323,8 +331,9 @@ class CallerLogs:
                                                     f"{task.state.value} now. Stop working on it"})
 
     def _deadlines(self, session: SessionLog, task_id: str, held: Held, now: float) -> None:
-        if held.expires_at is None or held.expired:
+        if not _due(held, now):
             return
+        assert held.expires_at is not None
         left = held.expires_at - now
         base = {"task_id": task_id, "lease_expires_at": iso(held.expires_at)}
         if left <= 0:
@@ -335,3 +344,11 @@ class CallerLogs:
             held.warned = True
             self.post(session, "warning", {**base, "event": "lease_low", "seconds_left": round(left, 1), "message":
                       f"the lease on task {task_id} ends in {left:.0f} s; checkpoint now to renew it"})
+
+
+def _due(held: Held, now: float) -> bool:
+    """Whether a lease has reached a message it has not been sent: running low, or expired."""
+    if held.expires_at is None or held.expired:
+        return False
+    left = held.expires_at - now
+    return left <= 0 or (not held.warned and left < LOW_SHARE * held.term)

@@ -119,9 +119,11 @@ def _argument(name: str, value: Any) -> str:
 
 def _renderer(app: Any, pf: PromptFile) -> Any:
     known = {a["name"] for a in pf.arguments}
+    defaults = {a["name"]: str(a["default"]) for a in pf.arguments if "default" in a}  # what an omitted one reads as
 
     async def render(**kwargs: Any) -> list[UserMessage]:
-        values = {k: _argument(k, v) for k, v in kwargs.items() if k in known and v is not None}
+        given = {k: _argument(k, v) for k, v in kwargs.items() if k in known and v is not None and str(v).strip()}
+        values = {**defaults, **given}
         if "{{task}}" in pf.body.replace(" ", "") and values.get("task_id"):
             try:
                 task, ready, _ = await app.registry.get_with_context(values["task_id"])

@@ -87,7 +87,7 @@ def build_tools(app: Any) -> list[Tool]:
             outlook = await reports.claim_outlook(reg)
             return V.nothing_to_claim(outlook, outlook.now, filtered=bool(capabilities or tags))
         app.logs.claimed(ctx.request_context, got)
-        return V.ClaimResult(task=V.detail(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
+        return V.ClaimResult(task=V.claimed(got.task), lease=got.lease, lease_expires_at=V.iso(got.lease_expires_at))
 
     @thin
     async def start(ctx: Context, task_id: TaskId, lease: Lease, request_id: RequestId = None) -> V.TaskStatus:
@@ -219,11 +219,14 @@ def build_tools(app: Any) -> list[Tool]:
 
     @thin
     async def get_task(
-        ctx: Context, task_id: TaskId, events: Annotated[int, Field(ge=0, le=limits.MAX_EVENT_PAGE, description="Latest events to include")] = 0
+        ctx: Context, task_id: TaskId,
+        events: Annotated[int, Field(ge=0, le=limits.MAX_EVENT_PAGE, description="Latest events to include")] = 0,
+        event_data: Annotated[bool, Field(description="Events with the fields they set")] = False,
     ) -> V.TaskWithEvents:
         """A task in full, its readiness and latest events."""
         task, ready, evs = await app.registry.get_with_context(task_id, events=events)
-        return V.TaskWithEvents(task=V.detail(task, ready), events=[V.dump(V.event(e)) for e in evs] or None)
+        return V.TaskWithEvents(task=V.detail(task, ready),
+                                events=[V.dump(V.event(e, with_data=event_data)) for e in evs] or None)
 
     @thin
     async def find_tasks(

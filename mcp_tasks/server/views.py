@@ -23,7 +23,7 @@ class TaskBrief(BaseModel):
     type: str
     priority: int
     tags: list[str] | None = None
-    retries: int | None = None
+    retry_count: int | None = None
     has_checkpoint: bool | None = None
 
 
@@ -64,7 +64,7 @@ class TaskStatus(BaseModel):
 
 
 class TaskDetail(BaseModel):
-    """A whole task, as claim and get_task return it."""
+    """A whole task, as get_task and the task resource return it."""
 
     id: str
     title: str
@@ -79,10 +79,10 @@ class TaskDetail(BaseModel):
     readiness: str | None = None
     retry_count: int
     max_retries: int
-    checkpoint: Any = None
+    checkpoint_data: Any = None
     checkpoint_note: str | None = None
     progress: int | None = None
-    checkpoint_at: str | None = None
+    checkpoint_timestamp: str | None = None
     result: Any = None
     artifacts: list[str] | None = None
     errors: list[str] | None = Field(None, description="Latest errors, newest last")
@@ -93,15 +93,34 @@ class TaskDetail(BaseModel):
     created_at: str
     created_by: str
     updated_at: str
-    times: dict[str, float] | None = None
+    wait_time: float | None = None
+    work_time: float | None = None
+    cycle_time: float | None = None
     usage: dict[str, int | float] | None = Field(None, description="tokens and api_calls (whole numbers), cost")
     version: int
+
+
+class ClaimedTask(BaseModel):
+    """What an agent needs to work on the task it claimed (get_task has the rest)."""
+
+    id: str
+    title: str
+    description: str | None = None
+    type: str
+    tags: list[str] | None = None
+    state: str
+    version: int
+    retry_count: int = Field(description="Earlier attempts that failed")
+    errors: list[str] | None = Field(None, description="Their latest errors, newest last")
+    checkpoint_data: Any = None
+    checkpoint_note: str | None = None
+    progress: int | None = None
 
 
 class ClaimResult(BaseModel):
     """The claimed task and its lease; pass `lease` to every later call on the task."""
 
-    task: TaskDetail | None = None
+    task: ClaimedTask | None = None
     lease: str | None = None
     lease_expires_at: str | None = None
     message: str | None = None
@@ -186,7 +205,7 @@ def _tasks(n: int) -> str:
 def brief(s: TaskSummary) -> TaskBrief:
     return TaskBrief(
         id=s.id, title=s.title, type=s.type, priority=s.priority, tags=s.tags or None,
-        retries=s.retry_count or None, has_checkpoint=s.has_checkpoint or None,
+        retry_count=s.retry_count or None, has_checkpoint=s.has_checkpoint or None,
     )
 
 
@@ -212,11 +231,23 @@ def status(t: Task) -> TaskStatus:
     )
 
 
+def _errors(t: Task) -> list[str] | None:
+    return [e["error"] for e in t.error_log[-3:]] or None
+
+
+def claimed(t: Task) -> ClaimedTask:
+    return ClaimedTask(
+        id=t.id, title=t.title, description=t.description or None, type=t.type, tags=t.tags or None, state=t.state,
+        version=t.version, retry_count=t.retry_count, errors=_errors(t), checkpoint_data=t.checkpoint_data,
+        checkpoint_note=t.checkpoint_note, progress=t.progress,
+    )
+
+
+def _seconds(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
 def detail(t: Task, ready: Readiness | None = None) -> TaskDetail:
-    times = None
-    if t.cycle_time is not None:
-        times = {k: round(v, 3) for k, v in
-                 (("wait", t.wait_time), ("work", t.work_time), ("cycle", t.cycle_time)) if v is not None}
     usage = None
     if t.usage.tokens or t.usage.api_calls or t.usage.cost:
         usage = {"tokens": t.usage.tokens, "api_calls": t.usage.api_calls, "cost": t.usage.cost}
@@ -224,20 +255,22 @@ def detail(t: Task, ready: Readiness | None = None) -> TaskDetail:
         id=t.id, title=t.title, description=t.description or None, state=t.state, type=t.type,
         priority=t.priority, tags=t.tags or None, assignee=t.assignee, depends_on=t.depends_on or None,
         blocks=t.blocks or None, readiness=None if ready is None or t.state != State.PENDING else ready.reason,
-        retry_count=t.retry_count, max_retries=t.max_retries, checkpoint=t.checkpoint_data,
-        checkpoint_note=t.checkpoint_note, progress=t.progress, checkpoint_at=iso(t.checkpoint_timestamp),
-        result=t.result, artifacts=t.artifacts or None,
-        errors=[e["error"] for e in t.error_log[-3:]] or None,
+        retry_count=t.retry_count, max_retries=t.max_retries, checkpoint_data=t.checkpoint_data,
+        checkpoint_note=t.checkpoint_note, progress=t.progress, checkpoint_timestamp=iso(t.checkpoint_timestamp),
+        result=t.result, artifacts=t.artifacts or None, errors=_errors(t),
         requires_review=t.requires_review or None, reviewer=t.reviewer,
         lease_expires_at=iso(t.lease_expires_at), not_before=iso(t.not_before),
         created_at=iso(t.created_at) or "", created_by=t.created_by, updated_at=iso(t.updated_at) or "",
-        times=times, usage=usage, version=t.version,
+        wait_time=_seconds(t.wait_time), work_time=_seconds(t.work_time), cycle_time=_seconds(t.cycle_time),
+        usage=usage, version=t.version,
     )
 
 
-def event(e: Event) -> EventView:
+def event(e: Event, *, with_data: bool = True) -> EventView:
+    """An event as tools and resources show it: why it happened (a reason, an error), and the
+    fields it set only `with_data`."""
     data = {k: v for k, v in e.data.items() if k != "set"}
-    fields = {k: v for k, v in e.data.get("set", {}).items() if k != "lease_hash"}
+    fields = {k: v for k, v in e.data.get("set", {}).items() if k != "lease_hash"} if with_data else {}
     if fields and e.type != "created":
         data["set"] = fields
     return EventView(

@@ -70,13 +70,13 @@ async def work(args: argparse.Namespace) -> None:
             idle = 0
             task, lease = claim["task"], claim["lease"]
             tid = task["id"]
-            journal.write(op="claim", task=tid, version=task["version"], checkpoint=task.get("checkpoint"))
+            journal.write(op="claim", task=tid, version=task["version"], checkpoint=task.get("checkpoint_data"))
             ok, res = await call(client, "start", {"task_id": tid, "lease": lease})
             if not ok:
                 journal.write(op="refused", task=tid, tool="start", message=res)
                 continue
             journal.write(op="start", task=tid, version=res["version"])
-            step = (task.get("checkpoint") or {}).get("step", 0)
+            step = (task.get("checkpoint_data") or {}).get("step", 0)
             for _ in range(rng.randint(1, 3)):
                 step += 1
                 data = {"step": step, "by": args.name, "pid": os.getpid(), "nonce": rng.randrange(10**9)}
