@@ -24,6 +24,7 @@ import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from enum import Enum
 from typing import Any, Sequence
 
@@ -58,7 +59,9 @@ async def verify(store: Store, *, batch: int = PAGE, since: int | None = None, j
 
     `jobs`: processes that replay the task rows of a whole check, each a slice of them, while
     this one makes the log-wide checks (None: one per core, at most MAX_JOBS, when the registry
-    holds PARALLEL_FROM tasks or more; else 1). The answer is the same for every number.
+    holds PARALLEL_FROM tasks or more; else 1). The answer is the same for every number; when no
+    process can be started (a program that calls this without an `if __name__ == "__main__"` guard:
+    processes are spawned), this one checks the rows itself.
 
     The cyclic garbage collector is paused meanwhile (in the whole process): verify makes
     millions of objects, none in a cycle, and the collector's passes over them cost a quarter of
@@ -67,13 +70,19 @@ async def verify(store: Store, *, batch: int = PAGE, since: int | None = None, j
     collecting = gc.isenabled()
     gc.disable()
     try:
-        slices, used = ([], 1) if since is not None else await _slices(store, jobs)
-        if slices:
-            out, tasks = await _every_task_in_processes(store, batch, slices, used)
-        elif since is None:
-            out, tasks = await _every_task(store, batch)
-        else:
+        used = 1
+        if since is not None:
             out, tasks = await _tasks_touched(store, batch, since)
+        else:
+            slices, used = await _slices(store, jobs)
+            try:
+                out, tasks = await (_every_task_in_processes(store, batch, slices, used) if slices
+                                    else _every_task(store, batch))
+            except (BrokenProcessPool, OSError):  # no process could start (e.g. a program without a main guard)
+                if not slices:
+                    raise
+                used = 1
+                out, tasks = await _every_task(store, batch)
         runs = await store.read(lambda tx: tx.event_seq_problems(LIMIT + 1, since))
     finally:
         if collecting:

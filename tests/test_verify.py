@@ -24,6 +24,7 @@ import pytest
 from mcp_tasks import Registry, State
 from mcp_tasks.errors import DamagedHistory, TaskError, TaskNotFound
 from mcp_tasks.models import Difference
+from mcp_tasks.stores import make_store
 from mcp_tasks.verification import describe, summary
 
 from .databases import TestDatabase
@@ -257,6 +258,32 @@ async def test_processes_find_what_one_process_finds(registry, db):
     assert out.returncode == 1, out.stderr
     answer = json.loads(out.stdout)
     assert answer["tasks"] == alone.tasks and len(answer["problems"]) == len(alone) and answer["jobs"] == 2
+
+
+def test_a_program_without_a_main_guard_still_gets_the_answer_in_one_process(tmp_path):
+    """Processes are spawned: a script calling verify(jobs=2) at import level cannot start them,
+    and verify then checks the rows itself (same answer, jobs 1)."""
+    db = tmp_path / "tasks.db"
+
+    async def build() -> None:
+        async with Registry(make_store(str(db)), agent="builder") as reg:
+            await reg.create_tasks([{"title": f"t{i}"} for i in range(5)])
+
+    asyncio.run(build())
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import asyncio, json\n"
+        "from mcp_tasks import Registry\n"
+        "from mcp_tasks.stores import make_store\n"
+        "async def main():\n"
+        f"    async with Registry(make_store({str(db)!r}), agent='x') as reg:\n"
+        "        found = await reg.verify(jobs=2)\n"
+        "        print(json.dumps([len(found), found.tasks, found.jobs]))\n"
+        "asyncio.run(main())\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == [0, 5, 1]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
